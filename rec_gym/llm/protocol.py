@@ -1,0 +1,55 @@
+"""The one interface every LLM backend implements.
+
+A backend ranks candidate sets. ``rank`` takes a batch of :class:`RankRequest` and returns, for
+each, the candidate positions (0-based indices into ``request.candidates``) best first. A list may
+be shorter than the candidate set (an LLM that names only its top 10); ``None`` means the backend
+produced no usable ranking for that request (an empty or garbled reply), which the environment
+records as the target not being ranked.
+
+``name`` identifies the backend, model and revision; it goes into every cache key and every
+feedback table's provenance, so two backends that can rank differently must have different names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+from rec_gym.data.types import Item
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One prompt: a session's history, its candidate set in prompt order, and an optional hint."""
+
+    history: tuple[Item, ...]
+    candidates: tuple[Item, ...]
+    hint: str | None = None
+    domain: str = "movie"
+
+    def with_hint(self, hint: str | None) -> "RankRequest":
+        return RankRequest(self.history, self.candidates, hint, self.domain)
+
+
+Ranking = list[int] | None
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """What ``llm=`` accepts besides a spec string: any object with these two members."""
+
+    name: str
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        """Candidate positions best first, one list (or ``None``) per request, in request order."""
+        ...
+
+
+def target_rank(ranking: Ranking, target_pos: int) -> int:
+    """1-based rank of the candidate at ``target_pos`` in ``ranking``; 0 when it is absent."""
+    if not ranking:
+        return 0
+    for rank, pos in enumerate(ranking, start=1):
+        if pos == target_pos:
+            return rank
+    return 0
