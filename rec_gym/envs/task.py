@@ -63,7 +63,8 @@ class Re2LLMTask:
             self.table = FeedbackTable(provenance, self.rows, len(self.kb) + 1)
         # NDCG@10 and HR@10 of every possible rank code, so rewards are one array lookup.
         ranks = np.arange(n_candidates + 1)
-        self.ndcg_of_rank = np.where((ranks >= 1) & (ranks <= TOP_K), 1.0 / np.log2(ranks + 1.0), 0.0)
+        self.ndcg_of_rank = np.zeros(n_candidates + 1)
+        self.ndcg_of_rank[1:TOP_K + 1] = 1.0 / np.log2(ranks[1:TOP_K + 1] + 1.0)
         self.hit_of_rank = ((ranks >= 1) & (ranks <= TOP_K)).astype(np.float64)
         self.autosave_every = 256
 
