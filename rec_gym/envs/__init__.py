@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
-from rec_gym.envs.re2llm import Re2LLMEnv
-
 # Default LLM of the real-data ids. The simulator keeps them offline until a real backend is chosen.
 REAL_DATA_LLM = "simulated"
 
@@ -23,4 +21,18 @@ def register_envs() -> None:
                      vector_entry_point="rec_gym.envs.vector:Re2LLMVectorEnv", kwargs=dict(kwargs))
 
 
-__all__ = ["Re2LLMEnv", "ENV_IDS", "register_envs"]
+def __getattr__(name: str):
+    # Registration needs only entry-point strings; the env classes import torch-free but heavy
+    # modules, so they load on first use and `import rec_gym` stays fast.
+    if name == "Re2LLMEnv":
+        from rec_gym.envs.re2llm import Re2LLMEnv
+
+        return Re2LLMEnv
+    if name == "Re2LLMVectorEnv":
+        from rec_gym.envs.vector import Re2LLMVectorEnv
+
+        return Re2LLMVectorEnv
+    raise AttributeError(name)
+
+
+__all__ = ["Re2LLMEnv", "Re2LLMVectorEnv", "ENV_IDS", "register_envs"]

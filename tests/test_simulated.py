@@ -1,0 +1,93 @@
+"""The simulated LLM: deterministic, attribute-driven, and moved by the words of a hint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rec_gym.data.types import Item
+from rec_gym.knowledge import load_knowledge_base
+from rec_gym.llm import make_llm
+from rec_gym.llm.protocol import LLMBackend, RankRequest, target_rank
+from rec_gym.llm.simulated import BASE_WEIGHTS, SimulatedLLM, hint_weights
+
+
+def movie(i, genres=("Drama",), year=1990, popularity=0.5, creator=None, title=None):
+    attributes = {"genres": genres, "year": year, "popularity": popularity}
+    if creator:
+        attributes["creator"] = creator
+    return Item(str(i), title or f"Film {i} ({year})", attributes)
+
+
+def request(hint=None):
+    # Four horror films, then a comedy: the popular comedies look like a good next step.
+    history = tuple(movie(i, genres=("Horror",) if i < 4 else ("Comedy",), popularity=0.1) for i in range(5))
+    # Candidate 0 is an obscure horror film; the others are popular comedies.
+    candidates = (movie(100, genres=("Horror",), popularity=0.05),) + tuple(
+        movie(200 + k, genres=("Comedy",), popularity=1.0) for k in range(9))
+    return RankRequest(history, candidates, hint)
+
+
+def test_simulator_implements_the_backend_protocol_and_is_what_make_llm_returns():
+    llm = make_llm("simulated")
+    assert isinstance(llm, SimulatedLLM) and isinstance(llm, LLMBackend)
+    assert "simulated" in llm.name
+
+
+def test_rankings_are_deterministic_and_a_permutation_of_the_candidates():
+    a = SimulatedLLM().rank([request(), request("Prefer niche films.")])
+    b = SimulatedLLM().rank([request(), request("Prefer niche films.")])
+    assert a == b
+    assert sorted(a[0]) == list(range(10))
+
+
+def test_a_genre_hint_lifts_the_candidate_of_the_history_genre():
+    llm = SimulatedLLM(session_noise=0.0, hint_noise=0.0)
+    plain = target_rank(llm.rank([request()])[0], 0)
+    hinted = target_rank(llm.rank([request("Focus on the genres that dominate the history.")])[0], 0)
+    assert plain > 1 and hinted < plain
+
+
+def test_negation_and_contrast_flip_the_sense_of_a_keyword():
+    assert hint_weights("Prefer popular films.")[0]["popularity"] > BASE_WEIGHTS["popularity"]
+    assert hint_weights("Avoid popular films.")[0]["popularity"] < BASE_WEIGHTS["popularity"]
+    assert hint_weights("Favour newer releases over older films.")[0]["newer"] > 0
+    assert hint_weights("Favour older films over newer releases.")[0]["newer"] < 0
+
+
+def test_text_that_names_no_aspect_changes_only_the_noise():
+    weights, _ = hint_weights("Think about the weather today.")
+    assert weights == BASE_WEIGHTS
+    noiseless = SimulatedLLM(session_noise=0.0, hint_noise=0.0)
+    assert noiseless.rank([request("Think about the weather today.")]) == noiseless.rank([request()])
+
+
+def test_any_hint_text_naming_a_genre_favours_that_genre():
+    llm = SimulatedLLM(session_noise=0.0, hint_noise=0.0)
+    history = tuple(movie(i, genres=("Comedy",)) for i in range(4))
+    candidates = tuple(movie(10 + k, genres=("Western",) if k == 3 else ("Drama",)) for k in range(6))
+    ranked = llm.rank([RankRequest(history, candidates, "The viewer is in the mood for a western.")])[0]
+    assert ranked[0] == 3
+
+
+def test_default_knowledge_bases_have_twenty_distinct_hints_per_domain():
+    for domain in ("movie", "game"):
+        kb = load_knowledge_base("default", domain)
+        assert len(kb) == 20 and len(set(kb.hints)) == 20
+
+
+def test_knowledge_base_errors_name_the_file_line_and_fix(tmp_path):
+    bad = tmp_path / "kb.jsonl"
+    bad.write_text('{"hint": "Prefer comedies."}\nnot json\n')
+    with pytest.raises(ValueError, match=r"kb\.jsonl line 2: expected a JSON object"):
+        load_knowledge_base(bad)
+    with pytest.raises(ValueError, match="hint 2 repeats hint 1"):
+        load_knowledge_base(["Prefer comedies.", "prefer comedies"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_knowledge_base(tmp_path / "missing.txt")
+
+
+def test_knowledge_base_hash_changes_with_any_hint_text():
+    a = load_knowledge_base(["Prefer comedies.", "Prefer dramas."])
+    b = load_knowledge_base(["Prefer comedies.", "Prefer drama."])
+    assert a.hash != b.hash and a.hint_for_action(0) is None and a.hint_for_action(2) == "Prefer dramas."
