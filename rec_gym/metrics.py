@@ -14,8 +14,11 @@ DEFAULT_KS = (1, 5, 10)
 
 def _ranks(rank: ArrayLike) -> np.ndarray:
     r = np.asarray(rank)
-    if not np.issubdtype(r.dtype, np.integer):
-        if np.any(r != np.floor(r)):
+    # A boolean array is a hit mask, not ranks: reading True as rank 1 would report every hit as a top-1.
+    if r.dtype.kind not in "iuf":
+        raise TypeError(f"ranks must be integers (1-based, 0 = absent), got {r.dtype} values: {rank!r}")
+    if r.dtype.kind == "f":
+        if not np.all(np.isfinite(r)) or np.any(r != np.floor(r)):
             raise ValueError(f"ranks must be whole numbers (1-based, 0 = absent), got {rank!r}")
         r = r.astype(np.int64)
     if np.any(r < 0):
