@@ -79,7 +79,8 @@ class SentenceEncoder:
 
         path = minilm_path() if model == "minilm" else model
         self.model = SentenceTransformer(str(path), trust_remote_code=False)
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
         self.name = "minilm-l6-v2" if model == "minilm" else f"st-{stable_hash(str(model), length=10)}"
         self.batch_size = batch_size
 
