@@ -51,7 +51,11 @@ def _build_catalog(rng: np.random.Generator, n_items: int, n_creators: int, n_fr
     creator_start = rng.integers(1950, 2005, size=n_creators)
 
     titles = [f"{a} {n}" for a in _ADJECTIVES for n in _NOUNS]
-    order = rng.permutation(len(titles))
+    if n_items > len(titles):
+        titles += [f"{a} {n} of the {m}" for a in _ADJECTIVES for n in _NOUNS for m in _NOUNS if m != n]
+    if n_items > len(titles):
+        raise ValueError(f"n_items={n_items} is more than the {len(titles)} distinct titles the generator can make")
+    order = np.concatenate([rng.permutation(900), 900 + rng.permutation(len(titles) - 900)])
     franchise_len = rng.integers(3, 6, size=n_franchises)
     creator_of = np.empty(n_items, dtype=np.int64)
     year = np.empty(n_items, dtype=np.int64)

@@ -12,7 +12,7 @@ from gymnasium import spaces
 from rec_gym.data.types import SessionDataset
 from rec_gym.envs.actions import as_action
 from rec_gym.envs.task import Re2LLMTask
-from rec_gym.feedback.table import UNKNOWN
+from rec_gym.feedback.table import NO_RANKING, UNKNOWN
 from rec_gym.knowledge.base import KnowledgeBase
 from rec_gym.llm.protocol import LLMBackend
 
@@ -137,60 +137,76 @@ class Re2LLMEnv(gym.Env):
         dim = self.task.observations.shape[1]
         # Item embeddings are unit vectors, so every component of their mean lies in [-1, 1].
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(dim,), dtype=np.float32)
-        self._order = np.zeros(0, dtype=np.int64)
+        self._order: list[int] = [0]
+        self._draws: list[int] = []
         self._t = 0
         self._last: dict[str, Any] | None = None
+        # Plain Python lookups keep the per-step cost near that of a classic-control env.
+        self._n_actions = self.task.n_actions
+        self._session_ids = [self.task.session_id(i) for i in range(self.task.n_sessions)]
+        self._ndcg = self.task.ndcg_of_rank.tolist()
+        self._hit = self.task.hit_of_rank.tolist()
 
     @property
     def current_session(self) -> int:
         """Row, in the split, of the session the agent sees now."""
-        return int(self._order[min(self._t, len(self._order) - 1)])
+        return self._order[min(self._t, len(self._order) - 1)]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if seed is not None:
+            self._draws = []
         n = self.task.n_sessions
         start = (options or {}).get("session_index")
         if start is not None:
             if not 0 <= int(start) < n:
                 raise ValueError(f"options['session_index']={start} is out of range for split "
                                  f"{self.task.split!r} with {n} sessions")
-            self._order = (int(start) + np.arange(self.sessions_per_episode)) % n
+            self._order = [(int(start) + k) % n for k in range(self.sessions_per_episode)]
         elif self.sessions_per_episode == 1:
-            self._order = np.array([self.np_random.integers(n)])
+            if not self._draws:
+                # Drawn in blocks from the seeded generator: the same sequence, a fraction of the cost.
+                self._draws = self.np_random.integers(n, size=1024).tolist()[::-1]
+            self._order = [self._draws.pop()]
         else:
             self._order = self.np_random.choice(n, size=self.sessions_per_episode,
-                                                replace=self.sessions_per_episode > n)
+                                                replace=self.sessions_per_episode > n).tolist()
         self._t = 0
         self._last = None
-        i = self.current_session
-        return self.task.observations[i].copy(), {"session_id": self.task.session_id(i), "session_index": i}
+        i = self._order[0]
+        return self.task.observations[i].copy(), {"session_id": self._session_ids[i], "session_index": i}
 
     def step(self, action):
         if self._t >= len(self._order):
             raise RuntimeError("step() called after the episode ended; call reset() first")
-        a = as_action(action, self.task.n_actions)
+        a = as_action(action, self._n_actions)
         task = self.task
-        i = int(self._order[self._t])
-        if a == 0 and task.reward_mode == "ndcg_gain":
-            reward = 0.0
-        else:
+        i = self._order[self._t]
+        ranks = task.table.ranks
+        free = a == 0 and task.reward_mode == "ndcg_gain"  # no hint: reward 0 and no LLM call
+        if not free and (ranks[i, a] == UNKNOWN or ranks[i, 0] == UNKNOWN):
             task.ensure(i, (0, a) if task.reward_mode == "ndcg_gain" else (a,))
-        rank, baseline = task.table.ranks[i, a], task.table.ranks[i, 0]
-        rank = 0 if rank == -2 else int(rank)
-        baseline = 0 if baseline == -2 else int(baseline)
-        if not (a == 0 and task.reward_mode == "ndcg_gain"):
-            reward = float(task.reward(rank, baseline, a))
+        rank, baseline = int(ranks[i, a]), int(ranks[i, 0])
+        rank = 0 if rank == NO_RANKING else rank
+        baseline = 0 if baseline == NO_RANKING else baseline
         known = rank != UNKNOWN
+        ndcg = self._ndcg[rank] if known else None
+        if free:
+            reward = 0.0
+        elif task.reward_mode == "ndcg_gain":
+            reward = ndcg - self._ndcg[baseline]
+        elif task.reward_mode == "ndcg":
+            reward = ndcg
+        else:
+            reward = self._hit[rank]
         info = {
-            "session_id": task.session_id(i), "session_index": i, "action": a, "hint": task.kb.hint_for_action(a),
-            "rank": rank, "baseline_rank": baseline,
-            "ndcg": float(task.ndcg_of_rank[rank]) if known else None,
-            "hit": float(task.hit_of_rank[rank]) if known else None,
+            "session_id": self._session_ids[i], "session_index": i, "action": a, "hint": task.kb.hint_for_action(a),
+            "rank": rank, "baseline_rank": baseline, "ndcg": ndcg, "hit": self._hit[rank] if known else None,
         }
         self._last = info
         self._t += 1
         terminated = self._t >= len(self._order)
-        obs = task.observations[self.current_session].copy()
+        obs = task.observations[self._order[-1] if terminated else self._order[self._t]].copy()
         return obs, reward, terminated, False, info
 
     def render(self) -> str | None:
