@@ -145,3 +145,30 @@ def test_real_ml_latest_small_loads_every_movie_and_its_sessions(shared_data):
     assert (dataset.candidates.shape[1], dataset.history.shape[1]) == (50, 20)
     row = int(dataset.indices("train")[0])
     assert not set(dataset.candidates[row].tolist()) & set(dataset.history_of(row).tolist())
+
+
+def test_ratings_read_in_small_blocks_give_the_same_rows_and_line_numbers(ml1m, monkeypatch):
+    import rec_gym.data.movielens as movielens
+
+    rows = [(u, m, 3, T0 + 7 * u + m) for u in range(1, 9) for m in (1, 2, 3, 5, 6)]
+    write_ratings(ml1m, rows)
+    whole = movielens.read_ratings(ml1m / "ratings.dat", "::")
+    monkeypatch.setattr(movielens, "_BLOCK_BYTES", 50)  # blocks end mid-line
+    blocks = movielens.read_ratings(ml1m / "ratings.dat", "::")
+    for a, b in zip(whole, blocks):
+        assert a.tolist() == b.tolist()
+    assert blocks[3].tolist() == list(range(1, 41)) and blocks[1].tolist()[:5] == [1, 2, 3, 5, 6]
+    with open(ml1m / "ratings.dat", "a") as fh:
+        fh.write("9::1::3::978300000\n9::1::3\n")
+    with pytest.raises(ValueError, match=r"ratings.dat line 42: expected 4 fields"):
+        movielens.read_ratings(ml1m / "ratings.dat", "::")
+
+
+def test_a_csv_without_a_final_newline_keeps_its_last_row(tmp_path, monkeypatch):
+    import rec_gym.data.movielens as movielens
+
+    write_csv_release(tmp_path / "ml", f"7,1,3.5,{T0}\n7,2,4.0,{T0 + 5}\n7,3,0.5,{T0 + 9}\n7,4,5.0,{T0 + 20}")
+    monkeypatch.setattr(movielens, "_BLOCK_BYTES", 16)
+    user, movie, stamp, line = movielens.read_ratings(tmp_path / "ml" / "ratings.csv", ",",
+                                                      movielens.CSV_RATINGS_HEADER)
+    assert movie.tolist() == [1, 2, 3, 4] and line.tolist() == [2, 3, 4, 5] and stamp[-1] == T0 + 20
