@@ -17,6 +17,7 @@ pickle is written or read.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -92,8 +93,6 @@ def _resolve(dataset: str | os.PathLike, data_dir: str | os.PathLike | None) -> 
     if isinstance(dataset, str) and dataset.lower() in DATASETS:
         name = dataset.lower()
         if name == "synthetic":
-            import importlib.util
-
             spec = importlib.util.find_spec("rec_gym.data.synthetic")
             # The generator's source file stands in for data files: editing it invalidates the cache.
             files = (Path(spec.origin),) if spec is not None and spec.origin else ()
