@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from rec_gym.llm.protocol import RankRequest
 
 TEMPLATE_VERSION = "re2llm-rank-v1"
@@ -30,3 +32,30 @@ def hint_suffix(hint: str | None) -> str:
 def render_prompt(request: RankRequest) -> str:
     """The full user prompt: the session prefix, then `` Hint: <hint>`` when a hint is given."""
     return session_prefix(request) + hint_suffix(request.hint)
+
+
+# The one-forward-pass variant read by ``hf:`` backends: candidates carry labels, the reply is one label.
+LABELLED_TEMPLATE_VERSION = "re2llm-rank-labelled-v1"
+ANSWER_PREFIX = "Answer:"
+
+
+def labelled_session_prefix(request: RankRequest, labels: Sequence[str]) -> str:
+    """:func:`session_prefix` with candidate ``i`` listed on its own line as ``<labels[i]>. <title>``.
+
+    It asks for the label of the best candidate, so the model's next-token distribution after the
+    hint and :data:`ANSWER_PREFIX` ranks the whole candidate set at once.
+    """
+    if len(labels) != len(request.candidates):
+        raise ValueError(f"got {len(labels)} labels for {len(request.candidates)} candidates; pass one label per candidate")
+    opening, ask = _WORDING[request.domain]
+    history = "; ".join(item.title for item in request.history)
+    listing = "\n".join(f"{label}. {item.title}" for label, item in zip(labels, request.candidates))
+    return (
+        f"{opening}{history}. Based on these interactions, {ask} from a candidate set:\n{listing}\n"
+        "Please recommend from the candidate set. Reply with the label of the best candidate only."
+    )
+
+
+def render_labelled_prompt(request: RankRequest, labels: Sequence[str]) -> str:
+    """The full labelled user prompt: :func:`labelled_session_prefix`, then the hint."""
+    return labelled_session_prefix(request, labels) + hint_suffix(request.hint)

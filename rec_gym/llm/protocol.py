@@ -53,3 +53,17 @@ def target_rank(ranking: Ranking, target_pos: int) -> int:
         if pos == target_pos:
             return rank
     return 0
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Optional second interface: a backend that also writes free text (e.g. for reflective exploration).
+
+    ``messages`` are OpenAI-style chat turns, ``[{"role": "user", "content": "..."}]``; the reply is the
+    assistant's text (greedy where the engine allows it), at most ``max_new_tokens`` tokens long.
+    """
+
+    name: str
+
+    def generate(self, messages: list[dict[str, str]], max_new_tokens: int = 256) -> str:
+        ...
