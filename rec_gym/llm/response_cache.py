@@ -1,0 +1,242 @@
+"""A persistent cache of backend answers: every ranking an LLM produced, computed once.
+
+:class:`CachedBackend` wraps any backend and implements the same protocol. It looks every request up
+in an SQLite file (WAL mode) and forwards only the misses to the backend, in batches that keep the
+hints of one session together (so a backend can share the session prefix); each finished batch is
+committed before the next starts. A run killed at any point therefore keeps every finished batch, and
+a rerun computes exactly the requests that were not finished.
+
+Key of one request (:func:`request_key`): the backend ``name`` (model id, revision and settings),
+``TEMPLATE_VERSION``, the SHA-256 of the rendered prompt, the candidates' item ids, the hint and the
+domain. Nothing else (no API key, no path, no time) goes in, so the same request has the same key on
+every machine. Values are the ranking as little-endian uint16 candidate positions, or NULL for "no
+ranking". A ``None`` the backend lists in its ``unsettled`` attribute (a request that never reached
+the model, see :class:`~rec_gym.llm.openai_compat.OpenAIBackend`) is returned but not stored.
+
+Schema (``PRAGMA user_version = 1``)::
+
+    backends(id INTEGER PRIMARY KEY, name TEXT UNIQUE)
+    responses(key TEXT PRIMARY KEY, backend_id INTEGER, template_version TEXT, ranking BLOB)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from rec_gym.llm.prompts import TEMPLATE_VERSION, render_prompt
+from rec_gym.llm.protocol import LLMBackend, RankRequest, Ranking
+from rec_gym.storage import cache_dir, stable_hash
+
+SCHEMA_VERSION = 1
+_CHUNK = 500  # keys per SELECT: below SQLite's bound-parameter limit everywhere
+
+
+class UnsettledRequests(RuntimeError):
+    """Some requests never reached the model (e.g. the server stayed unreachable); nothing was stored for them."""
+
+
+def default_cache_path() -> Path:
+    """``$REC_GYM_CACHE/responses/responses.sqlite``."""
+    return cache_dir("responses") / "responses.sqlite"
+
+
+def request_key(backend_name: str, request: RankRequest) -> str:
+    """The cache key of ``request`` answered by the backend called ``backend_name`` (32 hex characters)."""
+    prompt_sha = hashlib.sha256(render_prompt(request).encode("utf-8")).hexdigest()
+    return stable_hash(backend_name, TEMPLATE_VERSION, prompt_sha, [c.item_id for c in request.candidates],
+                       request.hint, request.domain, length=32)
+
+
+def _encode(ranking: Ranking) -> bytes | None:
+    return None if ranking is None else np.asarray(ranking, dtype="<u2").tobytes()
+
+
+def _decode(blob: bytes | None) -> Ranking:
+    return None if blob is None else np.frombuffer(blob, dtype="<u2").astype(int).tolist()
+
+
+class ResponseCache:
+    """The SQLite store under :class:`CachedBackend`: ``key -> ranking`` for one or more backends.
+
+    Several processes may read and write one file at once (WAL journal, 60 s busy timeout); a key
+    written twice keeps its first value.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn: sqlite3.Connection | None = None
+        self._backend_ids: dict[str, int] = {}
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a killed process loses nothing committed (only a power cut could).
+                conn.execute("PRAGMA synchronous=NORMAL")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, SCHEMA_VERSION):
+                    raise ValueError(f"{self.path}: response cache schema {version}, this rec_gym reads {SCHEMA_VERSION}; "
+                                     "delete the file or pass another path")
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("CREATE TABLE IF NOT EXISTS backends (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)")
+                conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, backend_id INTEGER NOT NULL, "
+                             "template_version TEXT NOT NULL, ranking BLOB) WITHOUT ROWID")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise ValueError(f"{self.path} is not a rec_gym response cache ({exc}); delete it or pass another "
+                                 "path") from None
+            self._conn = conn
+        return self._conn
+
+    def backend_id(self, name: str) -> int:
+        if name not in self._backend_ids:
+            self.conn.execute("INSERT OR IGNORE INTO backends (name) VALUES (?)", (name,))
+            self._backend_ids[name] = self.conn.execute("SELECT id FROM backends WHERE name = ?", (name,)).fetchone()[0]
+        return self._backend_ids[name]
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Ranking]:
+        """The stored rankings of those ``keys`` that are present."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Ranking] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self.conn.execute(f"SELECT key, ranking FROM responses WHERE key IN ({marks})", chunk):
+                found[key] = _decode(blob)
+        return found
+
+    def put_many(self, backend_name: str, items: Sequence[tuple[str, Ranking]]) -> None:
+        """Store ``(key, ranking)`` pairs in one transaction (committed when this returns)."""
+        if not items:
+            return
+        backend_id = self.backend_id(backend_name)
+        rows = [(key, backend_id, TEMPLATE_VERSION, _encode(ranking)) for key, ranking in items]
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("INSERT OR IGNORE INTO responses (key, backend_id, template_version, ranking) "
+                                  "VALUES (?, ?, ?, ?)", rows)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def __len__(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def dump(self) -> list[tuple[str, str, str, Ranking]]:
+        """Every row as ``(key, backend name, template version, ranking)``, sorted by key."""
+        rows = self.conn.execute("SELECT r.key, b.name, r.template_version, r.ranking FROM responses r "
+                                 "JOIN backends b ON b.id = r.backend_id ORDER BY r.key")
+        return [(k, name, version, _decode(blob)) for k, name, version, blob in rows]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A connection cannot cross processes; a copy reopens the file on first use.
+        return {"path": self.path, "_conn": None, "_backend_ids": {}}
+
+
+class CachedBackend:
+    """``backend`` behind a persistent :class:`ResponseCache`; the same protocol and the same ``name``.
+
+    Args:
+        backend: any object with ``name`` and ``rank(requests)``.
+        path: the SQLite file (default :func:`default_cache_path`); shared by all backends.
+        batch_size: most requests forwarded to ``backend`` per call (and per commit). A session's hints
+            stay in one batch when they fit.
+        raise_on_unsettled: raise :class:`UnsettledRequests` (after storing the rest of the batch) when
+            the backend reports requests that never got an answer, instead of returning ``None`` for
+            them; what ``rec-gym precompute`` uses, so that a rerun retries them.
+
+    Attributes:
+        hits, misses: requests answered from the cache / computed by the backend, since creation.
+    """
+
+    def __init__(self, backend: LLMBackend, path: str | os.PathLike | None = None, batch_size: int = 64,
+                 raise_on_unsettled: bool = False) -> None:
+        if not isinstance(backend, LLMBackend):
+            raise TypeError(f"CachedBackend needs an object with `name` and `rank(requests)`, got {backend!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend = backend
+        self.name = backend.name
+        self.store = ResponseCache(path)
+        self.batch_size = int(batch_size)
+        self.raise_on_unsettled = bool(raise_on_unsettled)
+        self.hits = 0
+        self.misses = 0
+
+    def __getattr__(self, attr: str) -> Any:
+        # Everything else (generate, failures, ...) is the wrapped backend's.
+        if attr == "backend":
+            raise AttributeError(attr)
+        return getattr(self.backend, attr)
+
+    def __repr__(self) -> str:
+        return f"CachedBackend({self.backend!r}, path={str(self.store.path)!r})"
+
+    def _batches(self, requests: Sequence[RankRequest], indices: list[int]) -> list[list[int]]:
+        """``indices`` packed into batches of at most ``batch_size``, whole sessions where they fit."""
+        sessions: "OrderedDict[tuple, list[int]]" = OrderedDict()
+        for i in indices:
+            r = requests[i]
+            sessions.setdefault((r.domain, tuple(x.item_id for x in r.history), tuple(x.item_id for x in r.candidates)),
+                                []).append(i)
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for members in sessions.values():
+            for start in range(0, len(members), self.batch_size):
+                part = members[start:start + self.batch_size]
+                if current and len(current) + len(part) > self.batch_size:
+                    batches.append(current)
+                    current = []
+                current.extend(part)
+        if current:
+            batches.append(current)
+        return batches
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        """Cached rankings where present; the rest from the backend, stored batch by batch."""
+        keys = [request_key(self.name, r) for r in requests]
+        found = self.store.get_many(keys)
+        todo: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key not in found and key not in todo:
+                todo[key] = i
+        self.hits += sum(1 for k in keys if k in found)
+        for batch in self._batches(requests, list(todo.values())):
+            rankings = self.backend.rank([requests[i] for i in batch])
+            if len(rankings) != len(batch):
+                raise RuntimeError(f"backend {self.name!r} returned {len(rankings)} rankings for {len(batch)} requests")
+            unsettled = getattr(self.backend, "unsettled", frozenset())
+            self.store.put_many(self.name, [(keys[i], ranking) for j, (i, ranking) in enumerate(zip(batch, rankings))
+                                            if j not in unsettled])
+            self.misses += len(batch)
+            if unsettled and self.raise_on_unsettled:
+                raise UnsettledRequests(f"{len(unsettled)} request(s) to {self.name!r} never got an answer (the "
+                                        f"backend gave up retrying); the other {len(batch) - len(unsettled)} of the "
+                                        "batch are stored, and a rerun retries the rest")
+            for i, ranking in zip(batch, rankings):
+                found[keys[i]] = ranking
+        return [found[key] for key in keys]
+
+    def close(self) -> None:
+        self.store.close()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
