@@ -152,9 +152,10 @@ def build_chain_llama(folder: str | os.PathLike, tokenizer, chain: Sequence[str]
 class SlowFakeBackend:
     """A deterministic backend that sleeps per request and logs every request it computes to a side file.
 
-    The ranking is a seeded permutation of the candidate positions from the request's hint and ids, so a
-    rerun computes exactly the same rankings. Each computed request appends one line (its digest) to
-    ``log_path`` before the batch returns: counting lines proves which requests were computed twice.
+    The ranking is a permutation of the candidate positions seeded by the request's response-cache key
+    (``None`` for about one request in 17), so a rerun computes exactly the same rankings. Each computed
+    request appends one line, its cache key, to ``log_path`` before the batch returns: counting lines
+    proves which requests were computed twice.
     """
 
     def __init__(self, log_path: str | os.PathLike, delay: float = 0.0, seed: int = 0) -> None:
@@ -163,11 +164,10 @@ class SlowFakeBackend:
         self.seed = int(seed)
         self.name = f"slow-fake-v1(seed={self.seed})"
 
-    @staticmethod
-    def digest(request: RankRequest) -> str:
-        from rec_gym.storage import stable_hash
+    def digest(self, request: RankRequest) -> str:
+        from rec_gym.llm.response_cache import request_key
 
-        return stable_hash([i.item_id for i in request.history], [i.item_id for i in request.candidates], request.hint)
+        return request_key(self.name, request)
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         out: list[Ranking] = []
@@ -185,6 +185,30 @@ class SlowFakeBackend:
 def make_slow_backend() -> SlowFakeBackend:
     """Factory for ``rec-gym precompute --backend-factory llm_fixtures:make_slow_backend`` (reads the env)."""
     return SlowFakeBackend(os.environ["REC_GYM_TEST_CALL_LOG"], float(os.environ.get("REC_GYM_TEST_DELAY", "0")))
+
+
+class FlakyBackend(SlowFakeBackend):
+    """Like :class:`SlowFakeBackend`, but on its second call reports every request as never answered
+    (``unsettled``), as the openai backend does when a server stays unreachable; only once per flag file."""
+
+    def __init__(self, log_path: str | os.PathLike, flag_path: str | os.PathLike) -> None:
+        super().__init__(log_path)
+        self.flag_path = Path(flag_path)
+        self.calls = 0
+        self.unsettled: frozenset[int] = frozenset()
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        self.calls += 1
+        if self.calls == 2 and not self.flag_path.exists():
+            self.flag_path.touch()
+            self.unsettled = frozenset(range(len(requests)))
+            return [None] * len(requests)
+        self.unsettled = frozenset()
+        return super().rank(requests)
+
+
+def make_flaky_backend() -> FlakyBackend:
+    return FlakyBackend(os.environ["REC_GYM_TEST_CALL_LOG"], os.environ["REC_GYM_TEST_FLAG"])
 
 
 def read_json(path: str | os.PathLike) -> dict:

@@ -1,0 +1,218 @@
+"""``rec-gym precompute``: fill the feedback table of an env id and split before training.
+
+Every (session, hint) pair of the split, hint 0 ("no hint") included, is sent to the env's LLM
+backend once; the table is saved where the environment looks for it (``$REC_GYM_CACHE/feedback``,
+named by its provenance) or at ``--table``, so that an env made with the same arguments steps by
+memory lookup. Examples::
+
+    rec-gym precompute --env Re2LLM-ML1M-v0 --split train --env-kwargs llm=hf:Qwen/Qwen2.5-0.5B-Instruct
+    rec-gym precompute --env Re2LLM-ML1M-v0 --env-kwargs llm=openai:gpt-4o-mini --shard 0/4   # machine 0 of 4
+    rec-gym precompute --env Re2LLM-ML1M-v0 --env-kwargs llm=openai:gpt-4o-mini --merge       # after copying the shards
+
+Resumable: every LLM answer goes to a response cache (SQLite, committed batch by batch) before it
+goes to the table, and the table itself is saved every ``--save-every`` pairs; a run that is killed,
+even with SIGKILL, and started again computes only what was not finished. A request the backend
+never got an answer for (a server that stayed unreachable) stops the run with exit status 1, keeping
+everything finished; run the same command again to retry.
+
+Sharding: ``--shard i/n`` fills the ``i``-th of ``n`` contiguous blocks of the split's sessions into
+``<table>.shard-i-of-n.npz`` beside the table; ``--merge`` joins all ``n`` shard files into the table
+(all shards must exist and carry the same provenance). Shards on one machine may share one response
+cache file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable
+from rec_gym.llm.response_cache import CachedBackend, UnsettledRequests
+
+# Env arguments that only shape stepping, not the table.
+_STEPPING_ONLY = ("reward", "sessions_per_episode", "render_mode", "encoder")
+_SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("--env", default="Re2LLM-Synthetic-v0", help="registered env id (see `rec-gym envs`)")
+    parser.add_argument("--split", default=None, choices=("train", "val", "test"),
+                        help="split whose sessions are filled (default: the env's, i.e. train)")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="env arguments, e.g. llm=hf:<model> dataset=ml-1m n_train=500 (YAML scalars)")
+    parser.add_argument("--backend-factory", metavar="MODULE:CALLABLE",
+                        help="build the LLM backend by calling this (a custom backend); replaces llm=")
+    parser.add_argument("--shard", metavar="I/N", help="fill only block I (0-based) of N blocks of sessions")
+    parser.add_argument("--merge", action="store_true", help="join the shard files into the full table")
+    parser.add_argument("--table", metavar="PATH", help="the table file (default: where the env looks for it)")
+    parser.add_argument("--response-cache", metavar="PATH",
+                        help="SQLite file of LLM answers (default: $REC_GYM_CACHE/responses/responses.sqlite)")
+    parser.add_argument("--no-response-cache", action="store_true", help="keep no per-request cache (not resumable "
+                        "within a checkpoint interval)")
+    parser.add_argument("--sessions-per-batch", type=int, default=8, help="sessions per backend call")
+    parser.add_argument("--save-every", type=int, default=2048, metavar="PAIRS", help="table checkpoint interval")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``; ``0 <= i < n``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise ValueError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_path(table_path: Path, index: int, count: int) -> Path:
+    return table_path.with_name(f"{table_path.stem}.shard-{index}-of-{count}{table_path.suffix}")
+
+
+def shard_rows(n_sessions: int, index: int, count: int) -> np.ndarray:
+    """Table rows of shard ``index`` of ``count``: contiguous blocks whose sizes differ by at most one."""
+    return np.array_split(np.arange(n_sessions), count)[index]
+
+
+def _load_factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--backend-factory {spec!r}: expected MODULE:CALLABLE, e.g. mypackage.llms:make_backend")
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory()
+
+
+def _task_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The env id's registered kwargs, overridden by ``--env-kwargs`` and ``--split``."""
+    import gymnasium as gym
+
+    import rec_gym  # noqa: F401  (registers the ids)
+    from rec_gym.cli import parse_env_kwargs
+
+    try:
+        spec = gym.spec(args.env)
+    except gym.error.Error as exc:
+        raise ValueError(f"--env {args.env!r} is not registered ({exc}); `rec-gym envs` lists the ids") from None
+    kwargs = {**(spec.kwargs or {}), **parse_env_kwargs(args.env_kwargs)}
+    if args.split is not None:
+        kwargs["split"] = args.split
+    return kwargs
+
+
+def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Path]:
+    """(task with its dataset, KB and backend, the caching wrapper or None, the full table's path)."""
+    # The table must land where the env will look for it, so the env's own argument resolution
+    # (dataset, split, KB, backend name -> provenance) is used rather than a copy of it.
+    from rec_gym.envs.task import Re2LLMTask
+    from rec_gym.llm import make_llm
+
+    kwargs = _task_arguments(args)
+    llm_kwargs = kwargs.pop("llm_kwargs", None) or {}
+    backend = _load_factory(args.backend_factory) if args.backend_factory else make_llm(kwargs.pop("llm", "simulated"),
+                                                                                         **llm_kwargs)
+    kwargs.pop("llm", None)
+    cached = None
+    if not args.no_response_cache:
+        backend = cached = CachedBackend(backend, args.response_cache, raise_on_unsettled=True)
+    table_path = args.table or kwargs.pop("feedback_table", None)
+    kwargs.pop("feedback_table", None)
+    accepted = set(inspect.signature(Re2LLMTask).parameters) - {"persist", "llm", "feedback_table", "llm_kwargs"}
+    unknown = sorted(set(kwargs) - accepted - set(_STEPPING_ONLY))
+    if unknown:
+        raise ValueError(f"--env-kwargs: unknown argument(s) {unknown} for {args.env}; accepted: {sorted(accepted)}")
+    task_kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    # Observations are not needed here; the cheap encoder avoids loading a sentence model for nothing.
+    task_kwargs["encoder"] = "hashing"
+    task = Re2LLMTask(llm=backend, persist=False, **task_kwargs)
+    path = Path(table_path) if table_path else FeedbackTable.default_path(task.table.provenance, task.rows)
+    return task, cached, path
+
+
+def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace, cached: CachedBackend | None) -> int:
+    total = rows.size * table.ranks.shape[1]
+    known = int(np.count_nonzero(table.ranks[rows] != UNKNOWN))
+    print(f"{table.path}: {known}/{total} (session, hint) pairs known before this run", flush=True)
+    status = 0
+    try:
+        table.fill(task.dataset, task.kb, task.backend, table_rows=rows, progress=not args.no_progress,
+                   sessions_per_batch=args.sessions_per_batch, autosave_every=args.save_every)
+    except UnsettledRequests as exc:
+        print(f"stopped: {exc}. Run the same command again to continue.", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print("interrupted; what is finished is kept. Run the same command again to continue.", file=sys.stderr)
+        status = 130
+    table.save()
+    known = int(np.count_nonzero(table.ranks[rows] != UNKNOWN))
+    no_ranking = int(np.count_nonzero(table.ranks[rows] == NO_RANKING))
+    calls = f"; backend computed {cached.misses}, response cache answered {cached.hits}" if cached else ""
+    print(f"{table.path}: {known}/{total} pairs known ({no_ranking} with no usable ranking){calls}", flush=True)
+    return status
+
+
+def _merge(task: Any, path: Path) -> int:
+    provenance, rows, n_actions = task.table.provenance, task.rows, task.n_actions
+    shards: dict[int, dict[int, Path]] = {}
+    for file in path.parent.glob(f"{path.stem}.shard-*-of-*{path.suffix}"):
+        match = _SHARD_NAME.search(file.name[:-len(path.suffix)] if path.suffix else file.name)
+        if match:
+            shards.setdefault(int(match.group(2)), {})[int(match.group(1))] = file
+    if len(shards) != 1:
+        found = sorted(str(f) for files in shards.values() for f in files.values())
+        raise ValueError(f"--merge needs the shard files of exactly one --shard I/N count beside {path}; found {found or 'none'}")
+    (count, files), = shards.items()
+    missing = [i for i in range(count) if i not in files]
+    if missing:
+        raise ValueError(f"--merge: shard(s) {missing} of {count} are missing; expected e.g. {shard_path(path, missing[0], count)}")
+    table = FeedbackTable.open(provenance, rows, n_actions, path=path)
+    for i in range(count):
+        table.merge_from(FeedbackTable.load(files[i], expected=provenance, rows=rows))
+    table.save()
+    unknown = int(np.count_nonzero(table.ranks == UNKNOWN))
+    print(f"{path}: merged {count} shards; {table.n_known}/{table.ranks.size} pairs known", flush=True)
+    if unknown:
+        print(f"{unknown} pairs are still unknown: finish the shards (run them again) and merge again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fill (or, with ``--merge``, join) the feedback table; 0 when the requested part is complete."""
+    if args.merge and args.shard:
+        raise SystemExit("--merge joins all shards; give it without --shard")
+    if args.sessions_per_batch < 1 or args.save_every < 0:
+        raise SystemExit("--sessions-per-batch must be >= 1 and --save-every >= 0")
+    cached = None
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+        task, cached, path = _open_task(args)
+        if args.merge:
+            return _merge(task, path)
+        provenance, rows, n_actions = task.table.provenance, task.rows, task.n_actions
+        if shard is None:
+            table = FeedbackTable.open(provenance, rows, n_actions, path=path)
+            status = _fill(task, table, np.arange(len(rows)), args, cached)
+            return status or (0 if table.complete else 1)
+        table = FeedbackTable.open(provenance, rows, n_actions, path=shard_path(path, *shard))
+        return _fill(task, table, shard_rows(len(rows), *shard), args, cached)
+    except (ValueError, OSError) as exc:
+        print(f"rec-gym precompute: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if cached is not None:
+            cached.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rec-gym precompute")
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
