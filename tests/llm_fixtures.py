@@ -98,17 +98,20 @@ def build_tokenizer(folder: str | os.PathLike, requests: Sequence[RankRequest], 
     return fast
 
 
-def build_tiny_llama(folder: str | os.PathLike, tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2):
-    """A randomly initialised Llama (``hidden`` wide, ``layers`` deep, GQA 4/2 heads) saved as safetensors."""
+def build_tiny_llama(folder: str | os.PathLike, tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2,
+                     model_type: str = "llama"):
+    """A randomly initialised ``model_type`` ("llama" or "qwen2"; ``hidden`` wide, ``layers`` deep, GQA 4/2
+    heads) saved as safetensors."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
-    model = LlamaForCausalLM(config)
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), hidden_size=hidden,
+                                  intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=4,
+                                  num_key_value_heads=2, max_position_embeddings=4096,
+                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                  bos_token_id=None, tie_word_embeddings=False)
+    model = AutoModelForCausalLM.from_config(config)
     # Random init is nearly uniform over the vocabulary; a wider spread makes label scores distinct.
     with torch.no_grad():
         model.lm_head.weight.mul_(20.0)

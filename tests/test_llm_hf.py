@@ -102,6 +102,17 @@ def test_shared_prefix_scores_equal_independent_full_prompt_scores(tiny_model, r
     assert any(not np.allclose(a[0], s, atol=1e-3) for s in a[1:6])
 
 
+def test_shared_prefix_is_exact_for_a_qwen2_model_too(tmp_path, requests_):
+    # The default model is a Qwen2: attention biases and its cache layout go through the same path.
+    tokenizer = build_tokenizer(tmp_path, requests_)
+    build_tiny_llama(tmp_path, tokenizer, seed=2, model_type="qwen2")
+    shared = HFBackend(str(tmp_path), local_files_only=True, batch_size=4)
+    assert type(shared.model).__name__ == "Qwen2ForCausalLM"
+    independent = HFBackend(str(tmp_path), local_files_only=True, share_prefix=False)
+    for x, y in zip(shared.scores(requests_[:6]), independent.scores(requests_[:6])):
+        np.testing.assert_allclose(x, y, atol=1e-4, rtol=0)
+
+
 def test_ranking_is_all_candidates_by_descending_label_score(tiny_model, requests_):
     backend = HFBackend(str(tiny_model), local_files_only=True)
     ranking = backend.rank(requests_[:1])[0]
