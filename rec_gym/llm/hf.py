@@ -22,7 +22,6 @@ chat template is applied when the tokenizer has one.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import string
 from collections import OrderedDict
@@ -150,7 +149,9 @@ class HFBackend:
     Attributes:
         name: ``hf:<id>@<revision>(mode=...,...)``; a local folder is named by its folder name and
             :func:`folder_fingerprint`.
-        labels, label_ids, single_token_labels: the label scheme, chosen per candidate-set size at first use.
+        last_replies: the generated texts of the last ``rank`` call in generate mode.
+
+    The label scheme of a candidate-set size is chosen at first use; :meth:`labels_for` shows it.
     """
 
     def __init__(self, model: str, revision: str | None = None, mode: str = "logits", device: str | None = None,
@@ -266,15 +267,18 @@ class HFBackend:
         data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v, *_ in cache]
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
-    def _logprobs(self, prefix: list[int], rows: Sequence[list[int]], positions: Sequence[list[int]]) -> list["torch.Tensor"]:
-        """Next-token log-probabilities after ``prefix + rows[r]`` at ``positions[r]`` (indices into ``rows[r]``).
+    def _logprobs(self, prefix: list[int], rows: Sequence[list[int]],
+                  reads: Sequence[list[tuple[int, list[int]]]]) -> list[np.ndarray]:
+        """Log-probabilities of chosen next tokens after ``prefix + rows[r]``.
 
-        Returns one float32 tensor ``(len(positions[r]), vocab)`` per row. With ``share_prefix`` the prefix
-        runs once and every batch of rows continues its key/value cache; without, each row runs whole.
+        ``reads[r]`` lists ``(position, token_ids)`` pairs, ``position`` indexing ``rows[r]``; row ``r``
+        gets a float32 array of ``log p(t | prefix + rows[r][:position + 1])`` for every ``t`` of every
+        pair, concatenated in order. With ``share_prefix`` the prefix runs once and each batch of rows
+        continues its key/value cache; without, every row runs whole.
         """
         import torch
 
-        out: list[torch.Tensor] = []
+        out: list[np.ndarray] = []
         cache = None
         offset = 0
         if self.share_prefix:
@@ -285,22 +289,26 @@ class HFBackend:
             offset = len(prefix)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
-            wanted = [[p + offset for p in ps] for ps in positions[start:start + self.batch_size]]
+            chunk_reads = reads[start:start + self.batch_size]
             width = max(len(r) for r in chunk)
             # Right padding: a real token never attends to the padding after it, so no mask is needed.
             ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
             for i, r in enumerate(chunk):
                 ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-            keep = sorted({p for ps in wanted for p in ps})
+            keep = sorted({p + offset for pairs in chunk_reads for p, _ in pairs})
+            column = {p: j for j, p in enumerate(keep)}
             kwargs: dict[str, Any] = {"use_cache": cache is not None}
             if cache is not None:
                 kwargs["past_key_values"] = self._expanded_cache(cache, len(chunk))
+            # Logits only at the read positions: (rows, len(keep), vocab) instead of (rows, width, vocab).
             logits = self.model(input_ids=ids.to(self.device), logits_to_keep=torch.tensor(keep, device=self.device),
                                 **kwargs).logits
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-            column = {p: j for j, p in enumerate(keep)}
-            for i, ps in enumerate(wanted):
-                out.append(logp[i, [column[p] for p in ps]])
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            index = [(i, column[p + offset], t) for i, pairs in enumerate(chunk_reads) for p, tokens in pairs for t in tokens]
+            b, u, v = (torch.tensor(x, device=self.device) for x in zip(*index))
+            values = logp[b, u, v].cpu().numpy().astype(np.float32)
+            counts = [sum(len(tokens) for _, tokens in pairs) for pairs in chunk_reads]
+            out.extend(np.split(values, np.cumsum(counts)[:-1]))
         return out
 
     def scores(self, requests: Sequence[RankRequest]) -> list[np.ndarray]:
@@ -325,21 +333,17 @@ class HFBackend:
                 suffixes = [self.prompt_ids(requests[i])[1] for i in members]
                 if single:
                     firsts = [ids[0] for ids in label_ids]
-                    logps = self._logprobs(prefix, suffixes, [[len(s) - 1] for s in suffixes])
+                    logps = self._logprobs(prefix, suffixes, [[(len(s) - 1, firsts)] for s in suffixes])
                     for i, lp in zip(members, logps):
-                        result[i] = lp[0, firsts].numpy().astype(np.float32)
+                        result[i] = lp
                     continue
-                rows, positions = [], []
-                for s in suffixes:
-                    for ids in label_ids:
-                        rows.append(s + ids[:-1])
-                        positions.append([len(s) - 1 + j for j in range(len(ids))])
-                logps = self._logprobs(prefix, rows, positions)
+                # One row per (hint, label): the suffix followed by all but the label's last token.
+                rows = [s + ids[:-1] for s in suffixes for ids in label_ids]
+                reads = [[(len(s) - 1 + j, [t]) for j, t in enumerate(ids)] for s in suffixes for ids in label_ids]
+                per_label = [float(lp.sum()) for lp in self._logprobs(prefix, rows, reads)]
                 n = len(label_ids)
                 for k, i in enumerate(members):
-                    per_label = logps[k * n:(k + 1) * n]
-                    result[i] = np.array([float(lp[torch.arange(len(ids)), ids].sum())
-                                          for lp, ids in zip(per_label, label_ids)], dtype=np.float32)
+                    result[i] = np.array(per_label[k * n:(k + 1) * n], dtype=np.float32)
         return result  # type: ignore[return-value]
 
     # ----------------------------------------------------------------------------------------- generate mode
