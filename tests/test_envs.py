@@ -277,3 +277,14 @@ def test_minilm_observation_is_the_mean_of_item_embeddings(shared_cache, session
     items = [task.dataset.catalog[i].text() for i in task.dataset.history_of(int(task.rows[0]))]
     expected = SentenceEncoder("minilm").encode(items).mean(axis=0)
     np.testing.assert_allclose(obs, expected, atol=1e-5)
+
+
+def test_real_data_ids_default_to_the_pinned_model_and_say_how_to_run_offline(shared_cache, ml1m_dir, monkeypatch):
+    from rec_gym.llm.hf import DEFAULT_HF_MODEL
+
+    assert gym.spec("Re2LLM-ML1M-v0").kwargs["llm"] == DEFAULT_HF_MODEL
+    assert "@" in DEFAULT_HF_MODEL  # a pinned revision, so that -v0 names one environment
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(Exception, match='llm="simulated"'):
+        gym.make("Re2LLM-ML1M-v0", data_dir=str(ml1m_dir), encoder="hashing",
+                 llm_kwargs={"local_files_only": True})

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
-# Default LLM of the real-data ids. The simulator keeps them offline until a real backend is chosen.
-REAL_DATA_LLM = "simulated"
+from rec_gym.llm.hf import DEFAULT_HF_MODEL
+
+# The real-data ids default to a pinned open instruction-tuned model, so that "-v0" names one
+# environment; llm="simulated" or llm="embedding:all-MiniLM-L6-v2" run them offline.
+REAL_DATA_LLM = DEFAULT_HF_MODEL
 
 ENV_IDS = {
     "Re2LLM-ML1M-v0": {"dataset": "ml-1m", "llm": REAL_DATA_LLM, "encoder": "minilm"},
