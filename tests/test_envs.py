@@ -288,3 +288,17 @@ def test_real_data_ids_default_to_the_pinned_model_and_say_how_to_run_offline(sh
     with pytest.raises(Exception, match='llm="simulated"'):
         gym.make("Re2LLM-ML1M-v0", data_dir=str(ml1m_dir), encoder="hashing",
                  llm_kwargs={"local_files_only": True})
+
+
+def test_a_reply_with_no_ranking_counts_as_not_ranked_and_shows_in_info(shared_cache, session_folder):
+    class GarbledForHints(SimulatedLLM):
+        def rank(self, requests):
+            return [None if r.hint else ranking for r, ranking in zip(requests, super().rank(requests))]
+
+    env = Re2LLMEnv(dataset=str(session_folder), llm=GarbledForHints(), encoder="hashing", reward="ndcg")
+    env.reset(options={"session_index": 0})
+    _, reward, _, _, info = env.step(2)
+    assert info["no_ranking"] is True and info["rank"] == 0 and reward == 0.0
+    env.reset(options={"session_index": 0})
+    _, _, _, _, info = env.step(0)
+    assert info["no_ranking"] is False

@@ -73,7 +73,9 @@ class Re2LLMEnv(gym.Env):
     ``step`` returns ``session_id``, ``session_index`` (row in the split), ``action``, ``hint`` (text or
     ``None``), ``rank`` and ``baseline_rank`` (1-based rank of the true item with the chosen hint and with
     no hint; 0 = not in the LLM's list; -1 = not computed, which happens only for action 0 under
-    ``"ndcg_gain"`` before anything filled it), ``ndcg`` and ``hit`` (of ``rank``; ``None`` when not computed).
+    ``"ndcg_gain"`` before anything filled it), ``ndcg`` and ``hit`` (of ``rank``; ``None`` when not computed),
+    and ``no_ranking`` (``True`` when the backend's reply for the chosen prompt was empty, garbled or
+    truncated: the true item then counts as not ranked).
     ``reset`` returns ``session_id`` and ``session_index``.
 
     ## Arguments
@@ -187,7 +189,8 @@ class Re2LLMEnv(gym.Env):
         if not free and (ranks[i, a] == UNKNOWN or ranks[i, 0] == UNKNOWN):
             task.ensure(i, (0, a) if task.reward_mode == "ndcg_gain" else (a,))
         rank, baseline = int(ranks[i, a]), int(ranks[i, 0])
-        rank = 0 if rank == NO_RANKING else rank
+        no_ranking = rank == NO_RANKING
+        rank = 0 if no_ranking else rank
         baseline = 0 if baseline == NO_RANKING else baseline
         known = rank != UNKNOWN
         ndcg = self._ndcg[rank] if known else None
@@ -202,6 +205,7 @@ class Re2LLMEnv(gym.Env):
         info = {
             "session_id": self._session_ids[i], "session_index": i, "action": a, "hint": task.kb.hint_for_action(a),
             "rank": rank, "baseline_rank": baseline, "ndcg": ndcg, "hit": self._hit[rank] if known else None,
+            "no_ranking": no_ranking,
         }
         self._last = info
         self._t += 1
