@@ -1,0 +1,371 @@
+"""Benchmark: algorithms x seeds x envs, trained on train, curves on val, scored on test, beside the baselines.
+
+A config (``benchmarks/configs/<name>.yaml``)::
+
+    name: quick                       # results go to benchmarks/results/<name>/ unless `out` is set
+    algos: [ppo, a2c, dqn]            # SB3 algorithms; hyperparameters from benchmarks/hyperparams/<algo>.yml
+    seeds: [0, 1, 2, 3, 4]
+    timesteps: 40000                  # per run (an env may override)
+    val_every: 5000                   # val NDCG@10 every so many env steps
+    workers: 2                        # parallel runs (one torch thread each)
+    baselines: [no_hint, random, best_fixed, linucb, oracle]
+    linucb: {alpha: 0.5, steps: 6400}
+    envs:
+      - id: Re2LLM-Synthetic-v0
+        label: Synthetic              # optional; the name in tables and plots
+        kwargs: {}                    # gym.make kwargs (never `split`)
+        timesteps: 40000              # optional override
+
+Nothing is selected on test: every run's final model is scored once on the test split. Writes
+``results.csv`` (one row per env, method and seed), ``curves.csv`` (val NDCG@10 per step),
+``results.md`` (mean, IQM and 95% stratified-bootstrap intervals over seeds), ``learning_curves.png``,
+``comparison.png`` and ``command.txt`` (the command, the config and the machine).
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from rec_gym.agents.baselines import BestFixedHint, LinUCB, NoHint, Oracle, UniformRandomHint
+from rec_gym.agents.evaluation import METRICS, evaluate
+from rec_gym.agents.statistics import stratified_bootstrap_ci, summarize
+from rec_gym.agents.tasks import make_env
+
+BASELINES = ("no_hint", "random", "best_fixed", "linucb", "oracle")
+BASELINE_LABELS = {"no_hint": "no hint", "random": "random hint", "best_fixed": "best fixed hint",
+                   "linucb": "LinUCB", "oracle": "oracle (upper bound)"}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class EnvConfig:
+    id: str
+    label: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    timesteps: int | None = None
+
+
+@dataclass
+class BenchmarkConfig:
+    name: str
+    algos: list[str]
+    seeds: list[int]
+    envs: list[EnvConfig]
+    timesteps: int | None = None
+    val_every: int = 5000
+    workers: int = 2
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    linucb: dict[str, Any] = field(default_factory=dict)
+    bootstrap_reps: int = 2000
+    out: Path | None = None
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BenchmarkConfig":
+        path = Path(path)
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        unknown = set(raw) - {"name", "algos", "seeds", "envs", "timesteps", "val_every", "workers", "baselines",
+                              "linucb", "bootstrap_reps", "out"}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        envs = []
+        for k, entry in enumerate(raw.get("envs") or []):
+            entry = {"id": entry} if isinstance(entry, str) else dict(entry)
+            if "id" not in entry:
+                raise ValueError(f"{path}: envs[{k}] has no 'id'")
+            kwargs = dict(entry.get("kwargs") or {})
+            if "split" in kwargs:
+                raise ValueError(f"{path}: envs[{k}].kwargs sets split; the benchmark picks the splits itself")
+            envs.append(EnvConfig(entry["id"], entry.get("label", entry["id"]), kwargs, entry.get("timesteps")))
+        if not envs:
+            raise ValueError(f"{path}: 'envs' is empty; list at least one env id")
+        baselines = list(raw.get("baselines", BASELINES))
+        bad = set(baselines) - set(BASELINES)
+        if bad:
+            raise ValueError(f"{path}: unknown baselines {sorted(bad)}; choose from {BASELINES}")
+        out = raw.get("out")
+        return cls(name=raw.get("name", path.stem), algos=[a.lower() for a in raw.get("algos", [])],
+                   seeds=[int(s) for s in raw.get("seeds", [0, 1, 2, 3, 4])], envs=envs,
+                   timesteps=raw.get("timesteps"), val_every=int(raw.get("val_every", 5000)),
+                   workers=int(raw.get("workers", 2)), baselines=baselines, linucb=dict(raw.get("linucb") or {}),
+                   bootstrap_reps=int(raw.get("bootstrap_reps", 2000)),
+                   out=Path(out) if out else None, path=path)
+
+    def out_dir(self) -> Path:
+        return self.out if self.out is not None else REPO_ROOT / "benchmarks" / "results" / self.name
+
+
+# ---- one job = one (env, method, seed); runs in a worker process ----
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    env: EnvConfig = job["env"]
+    method, seed = job["method"], job["seed"]
+    started = time.time()
+    curve_steps: list[int] = []
+    curve_values: list[float] = []
+    if method in ("no_hint", "random", "best_fixed", "linucb", "oracle"):
+        if method == "no_hint":
+            policy = NoHint()
+        elif method == "oracle":
+            policy = Oracle()
+        elif method == "best_fixed":
+            policy = BestFixedHint.fit(env.id, env.kwargs)
+        else:
+            train_env = make_env(env.id, "train", env.kwargs)
+            if method == "random":
+                policy = UniformRandomHint(train_env.action_space, seed=seed)
+            else:
+                settings = dict(job["linucb"])
+                steps = settings.pop("steps", None)
+                policy = LinUCB.for_env(train_env, seed=seed, **settings).fit(train_env, n_steps=steps)
+            train_env.close()
+        val = evaluate(policy, env.id, split="val", env_kwargs=env.kwargs)
+        curve_values = [val["NDCG@10"]]
+        label = BASELINE_LABELS[method]
+    else:
+        from rec_gym.agents.training import train
+
+        result = train(method, env.id, env.kwargs, seed=seed, timesteps=job["timesteps"], out_dir=None,
+                       val_every=job["val_every"], tensorboard=False)
+        policy = result.policy
+        curve_steps, curve_values = result.curve.steps, result.curve.ndcg
+        label = method.upper()
+    test = evaluate(policy, env.id, split="test", env_kwargs=env.kwargs)
+    row = {"env": env.label, "env_id": env.id, "method": label, "kind": "baseline" if method in BASELINES else "rl",
+           "seed": seed, **{k: test[k] for k in METRICS}, "n_test_sessions": test.n_sessions,
+           "seconds": round(time.time() - started, 2)}
+    return {"row": row, "curve": list(zip(curve_steps, curve_values))}
+
+
+def _jobs(config: BenchmarkConfig) -> list[dict[str, Any]]:
+    jobs = []
+    for env in config.envs:
+        steps = env.timesteps or config.timesteps
+        for method in config.algos:
+            for seed in config.seeds:
+                jobs.append({"env": env, "method": method, "seed": seed, "timesteps": steps,
+                             "val_every": config.val_every})
+        for method in config.baselines:
+            # Deterministic baselines give the same number for every seed; one run each is enough.
+            seeds = config.seeds if method in ("random", "linucb") else config.seeds[:1]
+            for seed in seeds:
+                jobs.append({"env": env, "method": method, "seed": seed, "linucb": config.linucb})
+    # Long jobs first, so the two workers finish together.
+    return sorted(jobs, key=lambda j: j["method"] in BASELINES)
+
+
+def _prepare_tables(config: BenchmarkConfig) -> None:
+    """Fill every split's feedback table once, here, so parallel workers only read them."""
+    for env in config.envs:
+        for split in ("train", "val", "test"):
+            e = make_env(env.id, split, env.kwargs)
+            task = e.unwrapped.task
+            if not task.table.complete:
+                print(f"filling the {split} feedback table of {env.label} ({task.n_sessions} sessions)", flush=True)
+                task.fill_all(progress=True)
+            e.close()
+
+
+def run(config: BenchmarkConfig, progress: bool = True) -> Path:
+    """Run every job of ``config`` and write its tables and plots; returns the output folder."""
+    out = config.out_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    _prepare_tables(config)
+    jobs = _jobs(config)
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(jobs), desc=f"benchmark {config.name}", unit="run", disable=not progress, dynamic_ncols=True)
+    if config.workers > 1:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(config.workers, initializer=_init_worker) as pool:
+            for result in pool.imap_unordered(_run_job, jobs):
+                results.append(result)
+                bar.update()
+    else:
+        _init_worker()
+        for job in jobs:
+            results.append(_run_job(job))
+            bar.update()
+    bar.close()
+    write_results(config, results, out)
+    _write_command(config, out, time.time() - started)
+    return out
+
+
+# ---- outputs ----
+
+def write_results(config: BenchmarkConfig, results: list[dict[str, Any]], out: Path) -> None:
+    rows = sorted((r["row"] for r in results), key=lambda r: (r["env"], r["kind"], r["method"], r["seed"]))
+    with open(out / "results.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(out / "curves.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["env", "method", "seed", "timesteps", "val_ndcg10"])
+        for r in sorted(results, key=lambda r: (r["row"]["env"], r["row"]["method"], r["row"]["seed"])):
+            for step, value in r["curve"]:
+                writer.writerow([r["row"]["env"], r["row"]["method"], r["row"]["seed"], step, round(value, 6)])
+    summary = summarize_rows(rows, config.bootstrap_reps)
+    (out / "results.md").write_text(results_markdown(config, rows, summary), encoding="utf-8")
+    plot_learning_curves(results, out / "learning_curves.png", config.bootstrap_reps)
+    plot_comparison(summary, out / "comparison.png")
+
+
+def summarize_rows(rows: list[dict[str, Any]], reps: int = 2000) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(env, method): stats}`` with mean/IQM of test NDCG@10 and their 95% intervals, plus means of every metric."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["env"], r["method"]), []).append(r)
+    summary = {}
+    for key, group in groups.items():
+        stats = summarize(np.array([g["NDCG@10"] for g in group]), reps=reps)
+        stats["kind"] = group[0]["kind"]
+        stats.update({f"mean_{m}": float(np.mean([g[m] for g in group])) for m in METRICS})
+        summary[key] = stats
+    return summary
+
+
+def _fmt(stats: dict[str, Any], what: str) -> str:
+    return f"{stats[what]:.3f} [{stats[what + '_lo']:.3f}, {stats[what + '_hi']:.3f}]"
+
+
+def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summary: dict) -> str:
+    lines = [f"# Benchmark `{config.name}`", "",
+             f"Test-split scores of each method's final policy ({len(config.seeds)} seeds for RL, random hint and "
+             "LinUCB; deterministic baselines once). NDCG@10 as mean and interquartile mean (IQM) over seeds with "
+             "95% stratified-bootstrap confidence intervals (rliable's method, "
+             f"{config.bootstrap_reps} resamples). Other columns are means over seeds. "
+             "Gap closed = (NDCG@10 - best fixed) / (oracle - best fixed). The oracle picks each test session's "
+             "best hint with the answer known: an upper bound, not a policy.", ""]
+    for env in config.envs:
+        keys = [k for k in summary if k[0] == env.label]
+        order = {m: i for i, m in enumerate(["oracle (upper bound)", *[a.upper() for a in config.algos], "LinUCB",
+                                              "best fixed hint", "random hint", "no hint"])}
+        keys.sort(key=lambda k: order.get(k[1], 99))
+        fixed = summary.get((env.label, "best fixed hint"), {}).get("mean")
+        oracle = summary.get((env.label, "oracle (upper bound)"), {}).get("mean")
+        kwargs = ", ".join(f"{k}={v}" for k, v in env.kwargs.items()) or "defaults"
+        n_test = next((r["n_test_sessions"] for r in rows if r["env"] == env.label), 0)
+        lines += [f"## {env.label}", "", f"`{env.id}` ({kwargs}); {n_test} test sessions.", "",
+                  "| method | runs | NDCG@10 mean [95% CI] | NDCG@10 IQM [95% CI] | HR@1 | HR@5 | HR@10 | NDCG@1 | NDCG@5 "
+                  "| mean reward | beats no hint | gap closed |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for key in keys:
+            s = summary[key]
+            gap = ((s["mean"] - fixed) / (oracle - fixed)) if fixed is not None and oracle and oracle > fixed else None
+            lines.append(f"| {key[1]} | {s['n_runs']} | {_fmt(s, 'mean')} | {_fmt(s, 'iqm')} | {s['mean_HR@1']:.3f} | "
+                         f"{s['mean_HR@5']:.3f} | {s['mean_HR@10']:.3f} | {s['mean_NDCG@1']:.3f} | "
+                         f"{s['mean_NDCG@5']:.3f} | {s['mean_mean_reward']:+.3f} | {s['mean_beats_no_hint']:.3f} | "
+                         f"{'' if gap is None else f'{gap:.2f}'} |")
+        lines += ["", _target_sentence(env, summary, config), ""]
+    return "\n".join(lines) + "\n"
+
+
+def _target_sentence(env: EnvConfig, summary: dict, config: BenchmarkConfig) -> str:
+    rl = [(summary[(env.label, a.upper())], a.upper()) for a in config.algos if (env.label, a.upper()) in summary]
+    fixed = summary.get((env.label, "best fixed hint"))
+    oracle = summary.get((env.label, "oracle (upper bound)"))
+    if not rl or fixed is None or oracle is None:
+        return ""
+    best, name = max(rl, key=lambda t: t[0]["mean"])
+    separated = best["mean_lo"] > fixed["mean_hi"]
+    gap = (best["mean"] - fixed["mean"]) / (oracle["mean"] - fixed["mean"]) if oracle["mean"] > fixed["mean"] else float("nan")
+    return (f"Best RL algorithm: **{name}**, test NDCG@10 {best['mean']:.3f} vs best fixed hint {fixed['mean']:.3f} "
+            f"(95% CIs {'do not overlap' if separated else 'overlap'}), closing {gap:.0%} of the gap to the oracle "
+            f"({oracle['mean']:.3f}).")
+
+
+def _band(values: np.ndarray, reps: int) -> tuple[float, float, float]:
+    lo, hi = stratified_bootstrap_ci(values, aggregate=lambda v: float(np.mean(v)), reps=min(reps, 500)) \
+        if len(values) > 1 else (values[0], values[0])
+    return float(np.mean(values)), lo, hi
+
+
+def plot_learning_curves(results: list[dict[str, Any]], path: Path, reps: int = 2000) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({r["row"]["env"] for r in results})
+    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4.2), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        mine = [r for r in results if r["row"]["env"] == env]
+        for method in sorted({r["row"]["method"] for r in mine if r["row"]["kind"] == "rl"}):
+            curves = [r["curve"] for r in mine if r["row"]["method"] == method]
+            steps = np.array([s for s, _ in curves[0]])
+            n = min(len(c) for c in curves)
+            values = np.array([[v for _, v in c[:n]] for c in curves])
+            stats = np.array([_band(values[:, t], reps) for t in range(n)])
+            ax.plot(steps[:n], stats[:, 0], label=method)
+            ax.fill_between(steps[:n], stats[:, 1], stats[:, 2], alpha=0.25)
+        for method in sorted({r["row"]["method"] for r in mine if r["row"]["kind"] == "baseline"}):
+            value = np.mean([r["curve"][0][1] for r in mine if r["row"]["method"] == method])
+            ax.axhline(value, linestyle="--", linewidth=1, color="gray" if method != "oracle (upper bound)" else "black")
+            ax.annotate(method, (0, value), xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("val NDCG@10")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("Validation NDCG@10 during training (mean over seeds, 95% bootstrap CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_comparison(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({env for env, _ in summary})
+    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 0.45 * 9 + 1.2), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        keys = sorted((k for k in summary if k[0] == env), key=lambda k: summary[k]["iqm"])
+        y = np.arange(len(keys))
+        iqm = np.array([summary[k]["iqm"] for k in keys])
+        err = np.array([[summary[k]["iqm"] - summary[k]["iqm_lo"], summary[k]["iqm_hi"] - summary[k]["iqm"]] for k in keys]).T
+        colors = ["tab:blue" if summary[k]["kind"] == "rl" else "tab:gray" for k in keys]
+        ax.barh(y, iqm, xerr=err, color=colors, capsize=3)
+        ax.set_yticks(y, [k[1] for k in keys])
+        ax.set_xlabel("test NDCG@10 (IQM over seeds, 95% CI)")
+        ax.set_title(env)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _write_command(config: BenchmarkConfig, out: Path, seconds: float) -> None:
+    import stable_baselines3
+    import torch
+
+    command = "rec-gym " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "rec-gym" in sys.argv[0] \
+        else " ".join(shlex.quote(a) for a in sys.argv)
+    text = [f"# command\n{command}\n",
+            f"# wall time\n{seconds:.0f} s with {config.workers} worker(s)\n",
+            f"# machine\n{platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
+            f"torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}\n"]
+    if config.path is not None and config.path.exists():
+        text.append(f"# config ({config.path})\n{config.path.read_text(encoding='utf-8')}")
+    (out / "command.txt").write_text("\n".join(text), encoding="utf-8")

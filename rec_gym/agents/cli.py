@@ -1,0 +1,98 @@
+"""Options and work of ``rec-gym train``, ``rec-gym evaluate`` and ``rec-gym benchmark`` (routed by :mod:`rec_gym.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def _env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
+    from rec_gym.cli import parse_env_kwargs
+
+    return parse_env_kwargs(pairs)
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algo", required=True, choices=("ppo", "dqn", "a2c"), help="SB3 algorithm")
+    parser.add_argument("--env", default="Re2LLM-Synthetic-v0", help="env id (default: %(default)s)")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="gym.make kwargs, e.g. dataset=steam data_dir=../shared/data/steam-sessions")
+    parser.add_argument("--timesteps", type=int, default=None, help="env steps (default: the hyperparameter file's n_timesteps)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<algo>-<env>-s<seed>)")
+    parser.add_argument("--hyperparams", default=None, metavar="FILE",
+                        help="zoo-format YAML keyed by env id (default: benchmarks/hyperparams/<algo>.yml)")
+    parser.add_argument("--val-every", type=int, default=5000, help="val NDCG@10 every so many steps (0: never)")
+    parser.add_argument("--no-progress", action="store_true", help="hide SB3's progress bar")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from rec_gym.agents.evaluation import evaluate
+    from rec_gym.agents.training import train
+
+    out = Path(args.out or f"runs/{args.algo}-{args.env}-s{args.seed}")
+    result = train(args.algo, args.env, _env_kwargs(args.env_kwargs), seed=args.seed, timesteps=args.timesteps,
+                   out_dir=out, hyperparams_file=args.hyperparams, val_every=args.val_every or None,
+                   progress_bar=not args.no_progress)
+    print(f"saved {out / 'model.zip'} and {out / 'config.json'}; TensorBoard: tensorboard --logdir {out / 'tb'}")
+    if result.curve is not None:
+        print(f"val NDCG@10: {result.curve.ndcg[0]:.4f} at start -> {result.curve.ndcg[-1]:.4f} after "
+              f"{result.curve.steps[-1]} steps")
+    val = evaluate(result.policy, args.env, split="val", env_kwargs=result.config["env_kwargs"])
+    print(f"val NDCG@10 {val['NDCG@10']:.4f}  (evaluate on test: rec-gym evaluate --model {out / 'model.zip'})")
+    return 0
+
+
+def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model.zip saved by `rec-gym train` (or its folder)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--baselines", action="store_true",
+                        help="also report no hint, random, best fixed hint and the oracle on the same split")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from rec_gym.agents.baselines import BestFixedHint, NoHint, Oracle, UniformRandomHint
+    from rec_gym.agents.evaluation import evaluate
+    from rec_gym.agents.tasks import make_env
+    from rec_gym.agents.training import load_run
+
+    policy, config = load_run(args.model)
+    env_id, kwargs = config["env_id"], config["env_kwargs"]
+    report = {f"{config['algo'].upper()} (seed {config['seed']})": evaluate(policy, env_id, args.split, kwargs).metrics}
+    if args.baselines:
+        env = make_env(env_id, args.split, kwargs)
+        for baseline in (NoHint(), UniformRandomHint(env.action_space, seed=0), BestFixedHint.fit(env_id, kwargs), Oracle()):
+            report[baseline.name] = evaluate(baseline, env, args.split).metrics
+        env.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    metrics = list(next(iter(report.values())))
+    print(f"{env_id} {kwargs or ''} split={args.split}")
+    print(f"{'policy':24s} " + " ".join(f"{m:>13s}" for m in metrics))
+    for name, values in report.items():
+        print(f"{name:24s} " + " ".join(f"{values[m]:13.4f}" for m in metrics))
+    return 0
+
+
+def configure_benchmark(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="benchmarks/configs/<name>.yaml")
+    parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results/<name>)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: the config's)")
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    from rec_gym.agents.benchmark import BenchmarkConfig, run
+
+    config = BenchmarkConfig.load(args.config)
+    if args.out:
+        config.out = Path(args.out)
+    if args.workers:
+        config.workers = args.workers
+    out = run(config)
+    print((out / "results.md").read_text(encoding="utf-8"))
+    print(f"wrote {out}/results.csv, results.md, curves.csv, learning_curves.png, comparison.png")
+    return 0

@@ -1,0 +1,309 @@
+"""Train a Stable-Baselines3 retrieval policy on a Re2LLM env, with rl-baselines3-zoo hyperparameter files.
+
+Hyperparameters live in ``benchmarks/hyperparams/<algo>.yml``, keyed by env id, in the zoo's layout
+(the same files work with ``python -m rl_zoo3.train --conf-file ...``)::
+
+    Re2LLM-Synthetic-v0:
+      n_envs: 8
+      n_timesteps: !!float 1e5
+      policy: 'MlpPolicy'
+      learning_rate: !!float 1e-3
+      policy_kwargs: "dict(net_arch=[128, 128])"
+      normalize: "dict(norm_obs=True, norm_reward=False)"
+
+``n_envs``, ``n_timesteps``, ``policy``, ``normalize`` and ``env_kwargs`` are read here; every other
+key goes to the algorithm's constructor. ``policy_kwargs`` and ``normalize`` may be Python
+expressions in a string (``dict``, ``nn`` in scope), and ``lin_<x>`` makes ``learning_rate`` or
+``clip_range`` decay linearly from ``x`` to 0, as in the zoo.
+
+A trained run is a folder: ``model.zip`` (SB3), ``config.json`` (algo, env id, env kwargs, seed,
+hyperparameters, timesteps, versions), ``vecnormalize.pkl`` when ``normalize`` is set,
+``val_curve.csv`` (val NDCG@10 against timesteps) and TensorBoard logs under ``tb/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rec_gym.agents.evaluation import evaluate, score_actions
+from rec_gym.agents.policy import predict_actions
+from rec_gym.agents.tasks import make_env
+from rec_gym.envs.task import Re2LLMTask
+
+ALGOS = ("ppo", "a2c", "dqn")
+HYPERPARAMS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "hyperparams"
+CONFIG_NAME = "config.json"
+MODEL_NAME = "model.zip"
+VECNORMALIZE_NAME = "vecnormalize.pkl"
+
+
+def algo_class(algo: str) -> type:
+    import stable_baselines3 as sb3
+
+    classes = {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}
+    try:
+        return classes[algo.lower()]
+    except KeyError:
+        raise ValueError(f"algo={algo!r} is not one of {ALGOS}") from None
+
+
+def hyperparams_path(algo: str, directory: str | os.PathLike | None = None) -> Path:
+    return Path(directory or HYPERPARAMS_DIR) / f"{algo.lower()}.yml"
+
+
+def load_hyperparams(algo: str, env_id: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The raw (zoo-format) hyperparameters of ``algo`` for ``env_id`` from ``path`` (default ``benchmarks/hyperparams/<algo>.yml``)."""
+    path = Path(path) if path is not None else hyperparams_path(algo)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no hyperparameter file for {algo!r}; pass --hyperparams FILE "
+                                f"(rl-baselines3-zoo layout, keyed by env id)")
+    with open(path, encoding="utf-8") as fh:
+        table = yaml.safe_load(fh) or {}
+    if env_id not in table:
+        raise KeyError(f"{path} has no entry for {env_id!r} (it has {sorted(table)}); add one keyed by the env id")
+    return dict(table[env_id])
+
+
+def _eval_expression(text: str, what: str) -> Any:
+    from torch import nn
+
+    try:
+        return eval(text, {"__builtins__": {}}, {"dict": dict, "nn": nn, "True": True, "False": False})  # noqa: S307
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{what}={text!r} is not a valid expression ({exc}); write e.g. \"dict(net_arch=[64, 64])\"") from None
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        start = float(value[4:])
+        return lambda progress_remaining: progress_remaining * start
+    return value
+
+
+@dataclass
+class Hyperparams:
+    """Zoo hyperparameters split into what the trainer uses and what the algorithm's constructor takes."""
+
+    n_envs: int
+    n_timesteps: int
+    policy: str
+    normalize: dict[str, Any] | None
+    env_kwargs: dict[str, Any]
+    algo_kwargs: dict[str, Any]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> "Hyperparams":
+        params = dict(raw)
+        n_envs = int(params.pop("n_envs", 1))
+        n_timesteps = int(float(params.pop("n_timesteps", 0)))
+        policy = params.pop("policy", "MlpPolicy")
+        normalize = params.pop("normalize", False)
+        if isinstance(normalize, str):
+            normalize = _eval_expression(normalize, "normalize")
+        normalize = (dict(normalize) if isinstance(normalize, dict) else {}) if normalize else None
+        env_kwargs = dict(params.pop("env_kwargs", None) or {})
+        for key in ("policy_kwargs", "replay_buffer_kwargs"):
+            if isinstance(params.get(key), str):
+                params[key] = _eval_expression(params[key], key)
+        for key in ("learning_rate", "clip_range"):
+            if key in params:
+                params[key] = _schedule(params[key])
+        if "train_freq" in params and isinstance(params["train_freq"], list):
+            params["train_freq"] = tuple(params["train_freq"])
+        return cls(n_envs, n_timesteps, policy, normalize, env_kwargs, params, dict(raw))
+
+
+class ValidationCurve:
+    """Val NDCG@10 of a model's deterministic policy, computed from the val split's feedback table."""
+
+    def __init__(self, task: Re2LLMTask, normalizer: Any = None) -> None:
+        self.task = task
+        self.normalizer = normalizer
+        self.steps: list[int] = []
+        self.ndcg: list[float] = []
+
+    def measure(self, model: Any, step: int) -> float:
+        obs = self.task.observations
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        actions = predict_actions(model, obs, deterministic=True)
+        value = score_actions(self.task, np.arange(self.task.n_sessions), actions)["NDCG@10"]
+        self.steps.append(int(step))
+        self.ndcg.append(float(value))
+        return value
+
+
+def validation_callback(curve: ValidationCurve, every: int):
+    """An SB3 callback that measures ``curve`` at the start, every ``every`` env steps, and at the end."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class ValidationCallback(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_at = 0
+
+        def _measure(self) -> None:
+            value = curve.measure(self.model, self.num_timesteps)
+            self.logger.record("val/NDCG@10", value)
+
+        def _on_training_start(self) -> None:
+            self._measure()
+            self.next_at = self.num_timesteps + every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next_at:
+                self._measure()
+                self.next_at += every * max(1, (self.num_timesteps - self.next_at) // every + 1)
+            return True
+
+        def _on_training_end(self) -> None:
+            if not curve.steps or curve.steps[-1] != self.num_timesteps:
+                self._measure()
+
+    return ValidationCallback()
+
+
+class NormalizedPolicy:
+    """An SB3 model behind the observation normalisation (``VecNormalize``) it was trained with."""
+
+    def __init__(self, model: Any, normalizer: Any) -> None:
+        self.model, self.normalizer = model, normalizer
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray | int, Any]:
+        obs = self.normalizer.normalize_obs(np.asarray(observation, dtype=np.float32))
+        return self.model.predict(obs, state, episode_start, deterministic)
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    policy: Any
+    config: dict[str, Any]
+    curve: ValidationCurve | None
+    out_dir: Path | None
+
+
+def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed: int = 0,
+          timesteps: int | None = None, out_dir: str | os.PathLike | None = None,
+          hyperparams: dict[str, Any] | None = None, hyperparams_file: str | os.PathLike | None = None,
+          val_every: int | None = None, progress_bar: bool = False, tensorboard: bool = True,
+          verbose: int = 0, device: str = "cpu") -> TrainResult:
+    """Train ``algo`` on the train split of ``env_id`` and (with ``out_dir``) save the run folder.
+
+    Args:
+        algo: ``"ppo"``, ``"a2c"`` or ``"dqn"``.
+        env_id: a registered Re2LLM id; ``env_kwargs`` go to ``gym.make`` (never ``split``).
+        seed: seed of the algorithm, the envs' resets and the network initialisation.
+        timesteps: env steps; default the file's ``n_timesteps``.
+        hyperparams: zoo-format hyperparameters; default read from ``hyperparams_file`` /
+            ``benchmarks/hyperparams/<algo>.yml``.
+        val_every: measure val NDCG@10 every so many env steps (``None``: not at all).
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    raw = dict(hyperparams) if hyperparams is not None else load_hyperparams(algo, env_id, hyperparams_file)
+    hp = Hyperparams.parse(raw)
+    env_kwargs = {**hp.env_kwargs, **(env_kwargs or {})}
+    n_timesteps = int(timesteps) if timesteps else hp.n_timesteps
+    if n_timesteps <= 0:
+        raise ValueError(f"no timesteps: pass timesteps or set n_timesteps for {env_id!r} in the {algo} hyperparameters")
+    out = Path(out_dir) if out_dir is not None else None
+    set_random_seed(seed)
+    started = time.time()
+    venv = make_vec_env(lambda: make_env(env_id, "train", env_kwargs), n_envs=hp.n_envs, seed=seed)
+    if hp.normalize is not None:
+        venv = VecNormalize(venv, **{"norm_reward": False, **hp.normalize})
+    model = algo_class(algo)(hp.policy, venv, seed=seed, verbose=verbose, device=device,
+                             tensorboard_log=str(out / "tb") if (out is not None and tensorboard) else None,
+                             **hp.algo_kwargs)
+    callbacks = []
+    curve = None
+    if val_every:
+        val_env = make_env(env_id, "val", env_kwargs)
+        curve = ValidationCurve(val_env.unwrapped.task, venv if hp.normalize is not None else None)
+        callbacks.append(validation_callback(curve, int(val_every)))
+    model.learn(total_timesteps=n_timesteps, callback=callbacks or None, progress_bar=progress_bar,
+                tb_log_name=f"{algo}-s{seed}")
+    policy = model
+    if hp.normalize is not None:
+        venv.training = False
+        policy = NormalizedPolicy(model, venv)
+    config = make_config(algo, env_id, env_kwargs, seed, raw, n_timesteps, time.time() - started)
+    if out is not None:
+        save_run(out, model, config, venv if hp.normalize is not None else None, curve)
+    venv.close()
+    if curve is not None:
+        val_env.close()
+    return TrainResult(model, policy, config, curve, out)
+
+
+def make_config(algo: str, env_id: str, env_kwargs: dict[str, Any], seed: int, hyperparams: dict[str, Any],
+                timesteps: int, train_seconds: float) -> dict[str, Any]:
+    import gymnasium
+    import stable_baselines3
+    import torch
+
+    import rec_gym
+
+    return {"algo": algo.lower(), "env_id": env_id, "env_kwargs": env_kwargs, "seed": int(seed),
+            "hyperparams": hyperparams, "timesteps": int(timesteps), "train_seconds": round(train_seconds, 2),
+            "versions": {"rec_gym": rec_gym.__version__, "stable_baselines3": stable_baselines3.__version__,
+                         "gymnasium": gymnasium.__version__, "torch": torch.__version__}}
+
+
+def save_run(out: Path, model: Any, config: dict[str, Any], normalizer: Any = None,
+             curve: ValidationCurve | None = None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_NAME)
+    if normalizer is not None:
+        normalizer.save(str(out / VECNORMALIZE_NAME))
+    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    if curve is not None:
+        with open(out / "val_curve.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["timesteps", "val_ndcg10"])
+            writer.writerows(zip(curve.steps, curve.ndcg))
+    return out / MODEL_NAME
+
+
+def load_run(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """``(policy, config)`` of a run folder or of its ``model.zip`` (the policy includes its normalisation)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    model_path = path if path.is_file() else folder / MODEL_NAME
+    config_path = folder / CONFIG_NAME
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path} not found: a model saved by `rec-gym train` has its config.json beside it")
+    if not model_path.exists():
+        raise FileNotFoundError(f"{model_path} not found")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    model = algo_class(config["algo"]).load(model_path, device="cpu")
+    norm_path = folder / VECNORMALIZE_NAME
+    if norm_path.exists():
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+        env = make_env(config["env_id"], "train", config["env_kwargs"])
+        normalizer = VecNormalize.load(str(norm_path), DummyVecEnv([lambda: env]))
+        normalizer.training = False
+        return NormalizedPolicy(model, normalizer), config
+    return model, config
+
+
+def evaluate_run(path: str | os.PathLike, split: str = "test", max_sessions: int | None = None):
+    """Load a saved run and :func:`~rec_gym.agents.evaluate` it on ``split`` of the env it was trained on."""
+    policy, config = load_run(path)
+    return evaluate(policy, config["env_id"], split=split, env_kwargs=config["env_kwargs"],
+                    max_sessions=max_sessions), config
