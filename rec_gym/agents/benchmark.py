@@ -25,6 +25,7 @@ Nothing is selected on test: every run's final model is scored once on the test 
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -139,7 +140,7 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
                 policy = LinUCB.for_env(train_env, seed=seed, **settings).fit(train_env, n_steps=steps)
             train_env.close()
         val = evaluate(policy, env.id, split="val", env_kwargs=env.kwargs)
-        curve_values = [val["NDCG@10"]]
+        curve_steps, curve_values = [0], [val["NDCG@10"]]
         label = BASELINE_LABELS[method]
     else:
         from rec_gym.agents.training import train
@@ -214,6 +215,9 @@ def run(config: BenchmarkConfig, progress: bool = True) -> Path:
 # ---- outputs ----
 
 def write_results(config: BenchmarkConfig, results: list[dict[str, Any]], out: Path) -> None:
+    # The raw runs first, so tables and plots can be redrawn (rec_gym.agents.benchmark.redraw) if a later step fails.
+    with open(out / "runs.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in results)
     rows = sorted((r["row"] for r in results), key=lambda r: (r["env"], r["kind"], r["method"], r["seed"]))
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -229,6 +233,14 @@ def write_results(config: BenchmarkConfig, results: list[dict[str, Any]], out: P
     (out / "results.md").write_text(results_markdown(config, rows, summary), encoding="utf-8")
     plot_learning_curves(results, out / "learning_curves.png", config.bootstrap_reps)
     plot_comparison(summary, out / "comparison.png")
+
+
+def redraw(config: BenchmarkConfig, out: Path | None = None) -> None:
+    """Rewrite the tables and plots of a finished benchmark from its ``runs.jsonl``."""
+    out = out or config.out_dir()
+    with open(out / "runs.jsonl", encoding="utf-8") as fh:
+        results = [json.loads(line) for line in fh if line.strip()]
+    write_results(config, results, out)
 
 
 def summarize_rows(rows: list[dict[str, Any]], reps: int = 2000) -> dict[tuple[str, str], dict[str, Any]]:

@@ -1,0 +1,93 @@
+"""Benchmark statistics (IQM, stratified bootstrap) and a tiny end-to-end benchmark run."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+import numpy as np
+import pytest
+import yaml
+
+from rec_gym.agents import cli
+from rec_gym.agents.benchmark import BenchmarkConfig
+from rec_gym.agents.statistics import iqm, mean, stratified_bootstrap_ci, summarize
+
+
+@pytest.fixture(autouse=True)
+def _use_agents_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("REC_GYM_CACHE", str(tmp_path_factory.getbasetemp() / "agents-cache"))
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)  # drops 1, 2 and 7, 8
+    assert iqm(np.array([0.0, 0.0, 1.0, 1.0, 100.0])) == pytest.approx(2.0 / 3.0)  # drops one from each end
+    scores = np.random.default_rng(0).normal(size=(10, 3))
+    from scipy.stats import trim_mean
+
+    assert iqm(scores) == pytest.approx(trim_mean(scores, 0.25, axis=None))
+
+
+def test_confidence_interval_of_a_constant_is_degenerate():
+    assert stratified_bootstrap_ci(np.full(5, 0.42)) == pytest.approx((0.42, 0.42))
+    assert stratified_bootstrap_ci(np.full(5, 0.42), aggregate=mean) == pytest.approx((0.42, 0.42))
+
+
+def test_bootstrap_is_stratified_by_task():
+    # Every run scores 0 on task A and 1 on task B: resampling runs within each task always keeps
+    # half zeros and half ones, so the mean is exactly 0.5 in every replicate.
+    scores = np.column_stack([np.zeros(6), np.ones(6)])
+    assert stratified_bootstrap_ci(scores, aggregate=mean) == pytest.approx((0.5, 0.5))
+
+
+def test_bootstrap_interval_covers_the_estimate_and_narrows_with_more_runs():
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(0.5, 0.1, size=5), rng.normal(0.5, 0.1, size=200)
+    lo, hi = stratified_bootstrap_ci(few, aggregate=mean)
+    assert lo < few.mean() < hi
+    lo2, hi2 = stratified_bootstrap_ci(many, aggregate=mean)
+    assert hi2 - lo2 < hi - lo
+    stats = summarize(few)
+    assert stats["iqm_lo"] <= stats["iqm"] <= stats["iqm_hi"] and stats["n_runs"] == 5
+
+
+def test_config_refuses_a_split_in_env_kwargs(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"algos": ["ppo"], "envs": [{"id": "Re2LLM-Synthetic-v0", "kwargs": {"split": "test"}}]}))
+    with pytest.raises(ValueError, match="split"):
+        BenchmarkConfig.load(path)
+
+
+def test_shipped_configs_load_with_at_least_five_seeds():
+    from rec_gym.agents.benchmark import REPO_ROOT
+
+    for name in ("quick", "full"):
+        config = BenchmarkConfig.load(REPO_ROOT / "benchmarks" / "configs" / f"{name}.yaml")
+        assert len(config.seeds) >= 5 and set(config.algos) == {"ppo", "a2c", "dqn"}
+
+
+def test_tiny_benchmark_writes_tables_and_plots_with_baselines(tmp_path):
+    config = {
+        "name": "tiny", "algos": ["a2c"], "seeds": [0, 1], "timesteps": 256, "val_every": 128, "workers": 2,
+        "linucb": {"steps": 300}, "bootstrap_reps": 200,
+        "envs": [{"id": "Re2LLM-Synthetic-v0", "label": "Synthetic", "kwargs": {"n_train": 300}}],
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    parser = argparse.ArgumentParser()
+    cli.configure_benchmark(parser)
+    assert cli.run_benchmark(parser.parse_args(["--config", str(path), "--out", str(tmp_path / "out")])) == 0
+    out = tmp_path / "out"
+    for name in ("results.csv", "results.md", "curves.csv", "learning_curves.png", "comparison.png", "command.txt"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    runs = {(r["method"], r["seed"]) for r in rows}
+    assert {("A2C", "0"), ("A2C", "1"), ("random hint", "1"), ("LinUCB", "0"), ("oracle (upper bound)", "0"),
+            ("no hint", "0"), ("best fixed hint", "0")} <= runs
+    ndcg = {(r["method"], r["seed"]): float(r["NDCG@10"]) for r in rows}
+    assert all(ndcg[("oracle (upper bound)", "0")] >= v for v in ndcg.values())
+    curves = list(csv.DictReader(open(out / "curves.csv")))
+    a2c_steps = [int(c["timesteps"]) for c in curves if c["method"] == "A2C" and c["seed"] == "0"]
+    assert a2c_steps[0] == 0 and a2c_steps[-1] >= 256 and len(a2c_steps) >= 3
+    md = (out / "results.md").read_text()
+    assert "| oracle (upper bound) |" in md and "| A2C | 2 |" in md and "95%" in md
