@@ -11,7 +11,8 @@ Hyperparameters live in ``benchmarks/hyperparams/<algo>.yml``, keyed by env id, 
       policy_kwargs: "dict(net_arch=[128, 128])"
       normalize: "dict(norm_obs=True, norm_reward=False)"
 
-``n_envs``, ``n_timesteps``, ``policy``, ``normalize`` and ``env_kwargs`` are read here; every other
+``n_envs``, ``n_timesteps``, ``policy`` (a name like ``'MlpPolicy'`` or a dotted path to a policy
+class, e.g. ``'rec_gym.agents.features.SquaredFeaturesPolicy'``), ``normalize`` and ``env_kwargs`` are read here; every other
 key goes to the algorithm's constructor. ``policy_kwargs`` and ``normalize`` may be Python
 expressions in a string (``dict``, ``nn`` in scope), and ``lin_<x>`` makes ``learning_rate`` or
 ``clip_range`` decay linearly from ``x`` to 0, as in the zoo.
@@ -82,6 +83,16 @@ def _eval_expression(text: str, what: str) -> Any:
         raise ValueError(f"{what}={text!r} is not a valid expression ({exc}); write e.g. \"dict(net_arch=[64, 64])\"") from None
 
 
+def _import_class(dotted: str) -> type:
+    import importlib
+
+    module, _, name = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"policy={dotted!r} cannot be imported ({exc}); use 'MlpPolicy' or a dotted path to a policy class") from None
+
+
 def _schedule(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
         start = float(value[4:])
@@ -95,7 +106,7 @@ class Hyperparams:
 
     n_envs: int
     n_timesteps: int
-    policy: str
+    policy: "str | type"
     normalize: dict[str, Any] | None
     env_kwargs: dict[str, Any]
     algo_kwargs: dict[str, Any]
@@ -107,6 +118,8 @@ class Hyperparams:
         n_envs = int(params.pop("n_envs", 1))
         n_timesteps = int(float(params.pop("n_timesteps", 0)))
         policy = params.pop("policy", "MlpPolicy")
+        if isinstance(policy, str) and "." in policy:
+            policy = _import_class(policy)
         normalize = params.pop("normalize", False)
         if isinstance(normalize, str):
             normalize = _eval_expression(normalize, "normalize")
