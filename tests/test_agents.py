@@ -94,6 +94,16 @@ def test_step_mode_walks_the_env_and_agrees_with_the_table(test_env):
         assert np.array_equal(table.actions, step.actions) and table.metrics == step.metrics
 
 
+def test_an_env_on_another_split_is_remade_with_the_same_kwargs():
+    train_env = gym.make(ENV_ID, split="train", **SMALL)
+    result = evaluate(NoHint(), train_env, split="val")
+    val_env = gym.make(ENV_ID, split="val", **SMALL)
+    assert result.n_sessions == val_env.unwrapped.task.n_sessions != train_env.unwrapped.task.n_sessions
+    assert np.array_equal(result.baseline_ranks, val_env.unwrapped.task.rank(slice(None), 0))
+    train_env.close()
+    val_env.close()
+
+
 def test_oracle_predict_reads_the_session_the_env_shows(test_env):
     oracle = Oracle(test_env)
     for i in (0, 7, 42):

@@ -162,8 +162,8 @@ class LinUCB:
         x, _ = self._features(observation)
         value = x @ self.theta.T
         if explore and self.alpha > 0:
-            # x^T A_a^-1 x for every observation and action in one contraction.
-            width = np.einsum("nd,ade,ne->na", x, self.A_inv, x)
+            # x^T A_a^-1 x for every observation and action: one batched matrix product (BLAS).
+            width = (np.matmul(x[None], self.A_inv) * x[None]).sum(axis=-1).T
             value = value + self.alpha * np.sqrt(np.maximum(width, 0.0))
         return value
 

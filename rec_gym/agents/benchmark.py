@@ -231,8 +231,9 @@ def write_results(config: BenchmarkConfig, results: list[dict[str, Any]], out: P
                 writer.writerow([r["row"]["env"], r["row"]["method"], r["row"]["seed"], step, round(value, 6)])
     summary = summarize_rows(rows, config.bootstrap_reps)
     (out / "results.md").write_text(results_markdown(config, rows, summary), encoding="utf-8")
-    plot_learning_curves(results, out / "learning_curves.png", config.bootstrap_reps)
-    plot_comparison(summary, out / "comparison.png")
+    order = [env.label for env in config.envs]
+    plot_learning_curves(results, out / "learning_curves.png", config.bootstrap_reps, order)
+    plot_comparison(summary, out / "comparison.png", order)
 
 
 def redraw(config: BenchmarkConfig, out: Path | None = None) -> None:
@@ -313,13 +314,18 @@ def _band(values: np.ndarray, reps: int) -> tuple[float, float, float]:
     return float(np.mean(values)), lo, hi
 
 
-def plot_learning_curves(results: list[dict[str, Any]], path: Path, reps: int = 2000) -> None:
+def _env_order(present: set[str], order: list[str] | None) -> list[str]:
+    return [e for e in (order or []) if e in present] + sorted(present - set(order or []))
+
+
+def plot_learning_curves(results: list[dict[str, Any]], path: Path, reps: int = 2000,
+                         order: list[str] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = sorted({r["row"]["env"] for r in results})
+    envs = _env_order({r["row"]["env"] for r in results}, order)
     fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4.2), squeeze=False)
     for ax, env in zip(axes[0], envs):
         mine = [r for r in results if r["row"]["env"] == env]
@@ -345,13 +351,13 @@ def plot_learning_curves(results: list[dict[str, Any]], path: Path, reps: int = 
     plt.close(fig)
 
 
-def plot_comparison(summary: dict, path: Path) -> None:
+def plot_comparison(summary: dict, path: Path, order: list[str] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = sorted({env for env, _ in summary})
+    envs = _env_order({env for env, _ in summary}, order)
     fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 0.45 * 9 + 1.2), squeeze=False)
     for ax, env in zip(axes[0], envs):
         keys = sorted((k for k in summary if k[0] == env), key=lambda k: summary[k]["iqm"])
@@ -372,8 +378,9 @@ def _write_command(config: BenchmarkConfig, out: Path, seconds: float) -> None:
     import stable_baselines3
     import torch
 
-    command = "rec-gym " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "rec-gym" in sys.argv[0] \
-        else " ".join(shlex.quote(a) for a in sys.argv)
+    # `rec-gym ...` and `python -m rec_gym.cli ...` run the same thing; other callers are recorded as they are.
+    via_cli = bool(sys.argv) and Path(sys.argv[0]).name in ("rec-gym", "cli.py")
+    command = ("rec-gym " if via_cli else "") + " ".join(shlex.quote(a) for a in (sys.argv[1:] if via_cli else sys.argv))
     text = [f"# command\n{command}\n",
             f"# wall time\n{seconds:.0f} s with {config.workers} worker(s)\n",
             f"# machine\n{platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "

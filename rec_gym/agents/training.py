@@ -5,15 +5,16 @@ Hyperparameters live in ``benchmarks/hyperparams/<algo>.yml``, keyed by env id, 
 
     Re2LLM-Synthetic-v0:
       n_envs: 8
-      n_timesteps: !!float 1e5
-      policy: 'MlpPolicy'
+      n_timesteps: !!float 1.5e5
+      policy: 'rec_gym.agents.features.SquaredFeaturesPolicy'
+      gamma: 0.0
       learning_rate: !!float 1e-3
       policy_kwargs: "dict(net_arch=[128, 128])"
       normalize: "dict(norm_obs=True, norm_reward=False)"
 
-``n_envs``, ``n_timesteps``, ``policy`` (a name like ``'MlpPolicy'`` or a dotted path to a policy
-class, e.g. ``'rec_gym.agents.features.SquaredFeaturesPolicy'``), ``normalize`` and ``env_kwargs`` are read here; every other
-key goes to the algorithm's constructor. ``policy_kwargs`` and ``normalize`` may be Python
+``n_envs``, ``n_timesteps``, ``policy`` (``'MlpPolicy'`` or a dotted path to a policy class, e.g.
+``'rec_gym.agents.features.SquaredFeaturesPolicy'``), ``normalize`` and ``env_kwargs`` are read
+here; every other key goes to the algorithm's constructor. ``policy_kwargs`` and ``normalize`` may be Python
 expressions in a string (``dict``, ``nn`` in scope), and ``lin_<x>`` makes ``learning_rate`` or
 ``clip_range`` decay linearly from ``x`` to 0, as in the zoo.
 
