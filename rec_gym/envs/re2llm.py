@@ -17,6 +17,14 @@ from rec_gym.knowledge.base import KnowledgeBase
 from rec_gym.llm.protocol import LLMBackend
 
 
+class UnsupportedRenderMode(ValueError, TypeError):
+    """A render mode the env does not have.
+
+    Also a ``TypeError`` because Stable-Baselines3's ``make_vec_env`` first asks for
+    ``render_mode="rgb_array"`` and falls back to no render mode only on a ``TypeError``.
+    """
+
+
 class Re2LLMEnv(gym.Env):
     """
     ## Description
@@ -128,7 +136,7 @@ class Re2LLMEnv(gym.Env):
                  feedback_table: str | os.PathLike | None = None, llm_kwargs: dict[str, Any] | None = None,
                  render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
+            raise UnsupportedRenderMode(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
         if int(sessions_per_episode) < 1:
             raise ValueError(f"sessions_per_episode must be >= 1, got {sessions_per_episode}")
         self.task = Re2LLMTask(dataset, data_dir, llm, kb, reward, split, n_candidates, seed, encoder, n_train,
