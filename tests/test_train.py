@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import pickle
 import subprocess
 import sys
 
@@ -50,7 +51,7 @@ def test_shipped_hyperparameters_cover_every_env_id(algo):
 
 def test_train_saves_a_model_and_its_config_that_evaluate_reloads(tmp_path):
     result = train("a2c", ENV_ID, {"n_train": 300}, seed=3, timesteps=512, out_dir=tmp_path / "run", val_every=256)
-    for name in ("model.zip", "config.json", "vecnormalize.pkl", "val_curve.csv"):
+    for name in ("model.zip", "config.json", "normalization.json", "val_curve.csv"):
         assert (tmp_path / "run" / name).exists(), name
     assert any((tmp_path / "run" / "tb").rglob("events.out.tfevents.*"))
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -96,6 +97,38 @@ def test_cli_evaluate_reports_the_model_beside_the_baselines(tmp_path, capsys):
     assert report["no hint"]["mean_reward"] == 0.0
 
 
+@pytest.mark.parametrize("algo, overrides", [("ppo", {"learning_rate": "lin_0.001", "policy": "MlpPolicy"}),
+                                             ("a2c", {}), ("dqn", {"normalize": False})])
+def test_a_saved_run_loads_without_unpickling_anything(tmp_path, monkeypatch, algo, overrides):
+    import cloudpickle
+
+    hyperparams = {**load_hyperparams(algo, ENV_ID), **overrides}
+    result = train(algo, ENV_ID, {"n_train": 300}, seed=0, timesteps=256, out_dir=tmp_path / algo, tensorboard=False,
+                   hyperparams=hyperparams)
+    assert (tmp_path / algo / "normalization.json").exists() == bool(hyperparams.get("normalize"))
+    assert not list((tmp_path / algo).glob("*.pkl"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a run folder must load without unpickling")
+
+    monkeypatch.setattr(cloudpickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    policy, _ = load_run(tmp_path / algo)
+    direct = evaluate(result.policy, ENV_ID, "val", {"n_train": 300})
+    assert np.array_equal(evaluate(policy, ENV_ID, "val", {"n_train": 300}).actions, direct.actions)
+
+
+def test_load_run_names_a_missing_or_mismatched_normalization_file(tmp_path):
+    train("a2c", ENV_ID, {"n_train": 300}, seed=0, timesteps=128, out_dir=tmp_path / "run", tensorboard=False)
+    stats = json.loads((tmp_path / "run" / "normalization.json").read_text())
+    (tmp_path / "run" / "normalization.json").write_text(json.dumps({**stats, "mean": stats["mean"][:3]}))
+    with pytest.raises(ValueError, match=r"normalization\.json.*observations have 15 dimensions"):
+        load_run(tmp_path / "run")
+    (tmp_path / "run" / "normalization.json").unlink()
+    with pytest.raises(FileNotFoundError, match="normalization.json not found"):
+        load_run(tmp_path / "run")
+
+
 def test_load_run_refuses_a_model_without_its_config(tmp_path):
     (tmp_path / "model.zip").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="config.json"):
@@ -115,10 +148,10 @@ def test_make_vec_env_with_subprocesses_steps_the_synthetic_env(env_id, start_me
     venv = make_vec_env(env_id, n_envs=2, seed=0, env_kwargs={"n_train": 300}, vec_env_cls=SubprocVecEnv,
                         vec_env_kwargs={"start_method": start_method})
     obs = venv.reset()
-    assert obs.shape == (2, 256)
+    assert obs.shape == (2, 15)
     obs, rewards, dones, infos = venv.step(np.array([0, 5]))
     assert rewards[0] == 0.0 and -1.0 <= rewards[1] <= 1.0 and dones.all()
-    assert infos[1]["terminal_observation"].shape == (256,)
+    assert infos[1]["terminal_observation"].shape == (15,)
     venv.close()
 
 

@@ -19,16 +19,24 @@ expressions in a string (``dict``, ``nn`` in scope), and ``lin_<x>`` makes ``lea
 ``clip_range`` decay linearly from ``x`` to 0, as in the zoo.
 
 A trained run is a folder: ``model.zip`` (SB3), ``config.json`` (algo, env id, env kwargs, seed,
-hyperparameters, timesteps, versions), ``vecnormalize.pkl`` when ``normalize`` is set,
-``val_curve.csv`` (val NDCG@10 against timesteps) and TensorBoard logs under ``tb/``.
+hyperparameters, timesteps, versions), ``normalization.json`` (the observation mean and variance)
+when ``normalize`` is set, ``val_curve.csv`` (val NDCG@10 against timesteps) and TensorBoard logs
+under ``tb/``.
+
+Nothing in a run folder is unpickled when it is loaded, so a folder from someone else is safe to
+evaluate: the network weights load with ``torch.load(weights_only=True)``, and every entry that SB3
+stores as a pickle inside ``model.zip`` (spaces, policy class, schedules) is rebuilt from
+``config.json`` and the env instead of being read.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +53,7 @@ ALGOS = ("ppo", "a2c", "dqn")
 HYPERPARAMS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "hyperparams"
 CONFIG_NAME = "config.json"
 MODEL_NAME = "model.zip"
-VECNORMALIZE_NAME = "vecnormalize.pkl"
+NORMALIZATION_NAME = "normalization.json"
 
 
 def algo_class(algo: str) -> type:
@@ -187,10 +195,48 @@ def validation_callback(curve: ValidationCurve, every: int):
     return ValidationCallback()
 
 
-class NormalizedPolicy:
-    """An SB3 model behind the observation normalisation (``VecNormalize``) it was trained with."""
+@dataclass
+class ObservationNormalizer:
+    """The observation statistics of SB3's ``VecNormalize`` at the end of training, frozen."""
 
-    def __init__(self, model: Any, normalizer: Any) -> None:
+    mean: np.ndarray
+    var: np.ndarray
+    clip_obs: float = 10.0
+    epsilon: float = 1e-8
+
+    @classmethod
+    def from_vec_normalize(cls, venv: Any) -> "ObservationNormalizer":
+        return cls(np.array(venv.obs_rms.mean, dtype=np.float64), np.array(venv.obs_rms.var, dtype=np.float64),
+                   float(venv.clip_obs), float(venv.epsilon))
+
+    def normalize_obs(self, observation: np.ndarray) -> np.ndarray:
+        """What ``VecNormalize.normalize_obs`` computes: standardise, then clip to ``[-clip_obs, clip_obs]``."""
+        scaled = (np.asarray(observation, dtype=np.float64) - self.mean) / np.sqrt(self.var + self.epsilon)
+        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        payload = {"mean": self.mean.tolist(), "var": self.var.tolist(), "clip_obs": self.clip_obs,
+                   "epsilon": self.epsilon}
+        path.write_text(json.dumps(payload) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path, dim: int) -> "ObservationNormalizer":
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            normalizer = cls(np.asarray(payload["mean"], dtype=np.float64), np.asarray(payload["var"], dtype=np.float64),
+                             float(payload["clip_obs"]), float(payload["epsilon"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a normalization file written by `rec-gym train` ({exc!r})") from None
+        if normalizer.mean.shape != (dim,) or normalizer.var.shape != (dim,):
+            raise ValueError(f"{path}: mean/var have shapes {normalizer.mean.shape}/{normalizer.var.shape}, but the "
+                             f"env's observations have {dim} dimensions; was it saved for another env or observation?")
+        return normalizer
+
+
+class NormalizedPolicy:
+    """An SB3 model behind the observation normalisation it was trained with."""
+
+    def __init__(self, model: Any, normalizer: ObservationNormalizer) -> None:
         self.model, self.normalizer = model, normalizer
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
@@ -251,13 +297,13 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
         callbacks.append(validation_callback(curve, int(val_every)))
     model.learn(total_timesteps=n_timesteps, callback=callbacks or None, progress_bar=progress_bar,
                 tb_log_name=f"{algo}-s{seed}")
-    policy = model
+    policy, normalizer = model, None
     if hp.normalize is not None:
-        venv.training = False
-        policy = NormalizedPolicy(model, venv)
+        normalizer = ObservationNormalizer.from_vec_normalize(venv)
+        policy = NormalizedPolicy(model, normalizer)
     config = make_config(algo, env_id, env_kwargs, seed, raw, n_timesteps, time.time() - started)
     if out is not None:
-        save_run(out, model, config, venv if hp.normalize is not None else None, curve)
+        save_run(out, model, config, normalizer, curve)
     venv.close()
     if curve is not None:
         val_env.close()
@@ -278,12 +324,12 @@ def make_config(algo: str, env_id: str, env_kwargs: dict[str, Any], seed: int, h
                          "gymnasium": gymnasium.__version__, "torch": torch.__version__}}
 
 
-def save_run(out: Path, model: Any, config: dict[str, Any], normalizer: Any = None,
+def save_run(out: Path, model: Any, config: dict[str, Any], normalizer: ObservationNormalizer | None = None,
              curve: ValidationCurve | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_NAME)
     if normalizer is not None:
-        normalizer.save(str(out / VECNORMALIZE_NAME))
+        normalizer.save(out / NORMALIZATION_NAME)
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     if curve is not None:
         with open(out / "val_curve.csv", "w", newline="", encoding="utf-8") as fh:
@@ -304,16 +350,37 @@ def load_run(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     if not model_path.exists():
         raise FileNotFoundError(f"{model_path} not found")
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    model = algo_class(config["algo"]).load(model_path, device="cpu")
-    norm_path = folder / VECNORMALIZE_NAME
+    env = make_env(config["env_id"], "train", config["env_kwargs"])
+    model = load_model(model_path, config, env)
+    norm_path = folder / NORMALIZATION_NAME
+    dim = int(env.observation_space.shape[0])
+    env.close()
     if norm_path.exists():
-        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
-        env = make_env(config["env_id"], "train", config["env_kwargs"])
-        normalizer = VecNormalize.load(str(norm_path), DummyVecEnv([lambda: env]))
-        normalizer.training = False
-        return NormalizedPolicy(model, normalizer), config
+        return NormalizedPolicy(model, ObservationNormalizer.load(norm_path, dim)), config
+    if config["hyperparams"].get("normalize"):
+        raise FileNotFoundError(f"{norm_path} not found: the run was trained with normalize="
+                                f"{config['hyperparams']['normalize']!r}, so its policy needs those statistics")
     return model, config
+
+
+def load_model(model_path: Path, config: dict[str, Any], env: Any) -> Any:
+    """Load an SB3 ``model.zip`` without unpickling anything (see the module docstring)."""
+    cls = algo_class(config["algo"])
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ValueError(f"{model_path}: not a Stable-Baselines3 model.zip ({exc})") from None
+    hp = Hyperparams.parse(config["hyperparams"])
+    policy = cls.policy_aliases[hp.policy] if isinstance(hp.policy, str) else hp.policy
+    # The constructor's defaults and the run's hyperparameters are what the model was built from;
+    # SB3 converts some of them (schedules, train_freq) into objects that it pickles.
+    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    rebuilt = {**defaults, **hp.algo_kwargs, "policy_class": policy, "observation_space": env.observation_space,
+               "action_space": env.action_space}
+    pickled = [key for key, value in data.items() if isinstance(value, dict) and ":serialized:" in value]
+    return cls.load(model_path, device="cpu", custom_objects={key: rebuilt.get(key) for key in pickled})
 
 
 def evaluate_run(path: str | os.PathLike, split: str = "test", max_sessions: int | None = None):
