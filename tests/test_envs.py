@@ -85,7 +85,7 @@ def test_synthetic_env_passes_gymnasium_and_sb3_checks_with_no_arguments(shared_
 
     env = gym.make("Re2LLM-Synthetic-v0")
     assert env.action_space == gym.spaces.Discrete(21)
-    assert env.observation_space.shape == (256,)
+    assert env.observation_space.shape == (15,)  # the session profile
     gym_check_env(env.unwrapped, skip_render_check=False)
     sb3_check_env(env.unwrapped, warn=True)
 
@@ -257,8 +257,8 @@ def test_vector_env_gives_the_single_env_rewards_for_the_same_sessions(shared_ca
     obs, info = venv.reset(seed=0)
     actions = np.arange(16) % 21
     next_obs, rewards, terminated, truncated, infos = venv.step(actions)
-    assert obs.shape == (16, 256) and terminated.all() and not truncated.any()
-    single = Re2LLMEnv(encoder="hashing")
+    assert obs.shape == (16, 15) and terminated.all() and not truncated.any()
+    single = Re2LLMEnv(encoder="hashing", observation="profile")
     for k in range(16):
         o, _ = single.reset(options={"session_index": int(info["session_index"][k])})
         assert np.array_equal(o, obs[k])

@@ -89,6 +89,13 @@ class SentenceEncoder:
                                  convert_to_numpy=True, show_progress_bar=len(texts) > 2000).astype(np.float32)
 
 
+def check_encoder(spec: "str | TextEncoder") -> None:
+    """Raise ``ValueError`` for an ``encoder=`` string that names no encoder, without loading any model."""
+    if isinstance(spec, str) and not (spec in ("minilm", "hashing") or (spec.startswith("hashing-") and spec[8:].isdigit())
+                                      or (spec.startswith("st:") and len(spec) > 3)):
+        raise ValueError(f"unknown encoder={spec!r}; expected one of {', '.join(ENCODERS)}")
+
+
 def make_encoder(spec: "str | TextEncoder") -> TextEncoder:
     """Resolve an ``encoder=`` value: ``"minilm"``, ``"hashing"`` (or ``"hashing-<dim>"``), ``"st:<model>"``, or an object."""
     if not isinstance(spec, str):
@@ -99,9 +106,8 @@ def make_encoder(spec: "str | TextEncoder") -> TextEncoder:
         return HashingEncoder()
     if spec.startswith("hashing-") and spec[8:].isdigit():
         return HashingEncoder(int(spec[8:]))
-    if spec.startswith("st:") and len(spec) > 3:
-        return SentenceEncoder(spec[3:])
-    raise ValueError(f"unknown encoder={spec!r}; expected one of {', '.join(ENCODERS)}")
+    check_encoder(spec)
+    return SentenceEncoder(spec[3:])
 
 
 def encoder_name(spec: "str | TextEncoder") -> str:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 DOMAINS = ("movie", "game")
 _STRUCTURED = frozenset({"year", "genres", "popularity", "creator"})
+_TITLE_WORD = re.compile(r"[a-z0-9'\-]+")
+_TITLE_STOPWORDS = frozenset("the a an of and in on to for with la le les el il das die der".split())
+
+
+@lru_cache(maxsize=65536)
+def title_words(title: str) -> frozenset[str]:
+    """The words of a title that can link two items (sequels, series): lower-case, without a
+    ``(year)``, stop words, numbers and one-letter words. ``"Toy Story 2 (1999)"`` -> ``{"toy", "story"}``."""
+    title = re.sub(r"\(\d{4}\)", " ", title.lower())
+    return frozenset(w for w in _TITLE_WORD.findall(title) if w not in _TITLE_STOPWORDS and not w.isdigit() and len(w) > 1)
 
 
 @dataclass(frozen=True)

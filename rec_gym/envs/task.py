@@ -11,9 +11,11 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
+from gymnasium import spaces
 
 from rec_gym.data import load_dataset
-from rec_gym.data.embeddings import item_embeddings, session_observations
+from rec_gym.data.embeddings import check_encoder, item_embeddings, session_observations
+from rec_gym.data.profile import session_profiles
 from rec_gym.data.types import SessionDataset
 from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, make_provenance
 from rec_gym.knowledge.base import KnowledgeBase, load_knowledge_base
@@ -23,6 +25,7 @@ from rec_gym.llm.prompts import render_prompt
 
 REWARDS = ("ndcg_gain", "ndcg", "hit")
 SPLITS = ("train", "val", "test")
+OBSERVATIONS = ("embedding", "profile", "embedding+profile")
 TOP_K = 10
 
 
@@ -32,7 +35,10 @@ class Re2LLMTask:
     Attributes:
         dataset: all sessions of the dataset (every split).
         rows: int64 ``(n,)``: dataset rows of this split, in table order.
-        observations: float32 ``(n, d)``: mean history-item embedding of each session of the split.
+        observations: float32 ``(n, d)``: each session's observation (``observation=``): the mean
+            history-item embedding, the session profile (:mod:`rec_gym.data.profile`), or both.
+        observation_space: the ``Box`` of one observation: ``[-1, 1]`` per embedding component,
+            ``[0, 1]`` per profile feature.
         table: the :class:`~rec_gym.feedback.table.FeedbackTable` of this split.
     """
 
@@ -40,11 +46,15 @@ class Re2LLMTask:
                  llm: "str | LLMBackend" = "simulated", kb: "str | os.PathLike | Sequence[str] | KnowledgeBase" = "default",
                  reward: str = "ndcg_gain", split: str = "train", n_candidates: int = 50, seed: int = 0,
                  encoder: str = "minilm", n_train: int | None = None, feedback_table: str | os.PathLike | None = None,
-                 llm_kwargs: dict[str, Any] | None = None, persist: bool = True) -> None:
+                 llm_kwargs: dict[str, Any] | None = None, persist: bool = True,
+                 observation: str = "embedding") -> None:
         if reward not in REWARDS:
             raise ValueError(f"reward={reward!r} is not one of {REWARDS}")
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is not one of {SPLITS}")
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"observation={observation!r} is not one of {OBSERVATIONS}")
+        check_encoder(encoder)
         if n_candidates < 2:
             raise ValueError(f"n_candidates must be at least 2, got {n_candidates}")
         self.dataset = dataset if isinstance(dataset, SessionDataset) else load_dataset(
@@ -54,8 +64,18 @@ class Re2LLMTask:
         self.reward_mode = reward
         self.split = split
         self.rows = self.dataset.indices(split).astype(np.int64)
-        embeddings = item_embeddings(self.dataset.catalog, encoder)
-        self.observations = session_observations(self.dataset.history[self.rows], embeddings)
+        self.observation = observation
+        parts, lows = [], []
+        if observation in ("embedding", "embedding+profile"):
+            # Item embeddings are unit vectors, so every component of their mean lies in [-1, 1].
+            embeddings = item_embeddings(self.dataset.catalog, encoder)
+            parts.append(session_observations(self.dataset.history[self.rows], embeddings))
+            lows.append(np.full(embeddings.shape[1], -1.0, dtype=np.float32))
+        if observation in ("profile", "embedding+profile"):
+            parts.append(session_profiles(self.dataset)[self.rows])
+            lows.append(np.zeros(parts[-1].shape[1], dtype=np.float32))
+        self.observations = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
+        self.observation_space = spaces.Box(np.concatenate(lows), 1.0, dtype=np.float32)
         provenance = make_provenance(self.dataset, split, self.kb, self.backend.name)
         if persist or feedback_table is not None:
             self.table = FeedbackTable.open(provenance, self.rows, len(self.kb) + 1, path=feedback_table)

@@ -38,7 +38,7 @@ class Re2LLMVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.sessions_per_episode = int(sessions_per_episode)
         dim = self.task.observations.shape[1]
-        self.single_observation_space = spaces.Box(-1.0, 1.0, shape=(dim,), dtype=np.float32)
+        self.single_observation_space = self.task.observation_space
         self.single_action_space = spaces.Discrete(self.task.n_actions)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)

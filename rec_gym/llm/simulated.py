@@ -45,7 +45,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rec_gym.data.types import Item
+from rec_gym.data.types import Item, title_words
 from rec_gym.llm.protocol import RankRequest, Ranking
 
 ASPECTS = ("genre", "last_item", "era", "newer", "popularity", "creator", "franchise")
@@ -71,7 +71,6 @@ NEGATIONS = frozenset(("avoid", "not", "less", "instead", "don't", "dont", "neve
                        "than", "unlike"))
 _CLAUSE = re.compile(r"[.;:,!?]|\band\b|\bbut\b")
 _WORD = re.compile(r"[a-z0-9'\-]+")
-_TITLE_STOPWORDS = frozenset("the a an of and in on to for with la le les el il das die der".split())
 
 
 @lru_cache(maxsize=4096)
@@ -107,12 +106,6 @@ def _stable_seed(*parts: object) -> int:
     return int.from_bytes(digest, "little")
 
 
-@lru_cache(maxsize=65536)
-def _title_words(title: str) -> frozenset[str]:
-    title = re.sub(r"\(\d{4}\)", " ", title.lower())
-    return frozenset(w for w in _WORD.findall(title) if w not in _TITLE_STOPWORDS and not w.isdigit() and len(w) > 1)
-
-
 def aspect_features(history: Sequence[Item], candidates: Sequence[Item]) -> np.ndarray:
     """float64 ``(len(candidates), len(ASPECTS))``: each candidate's aspect values given the history."""
     n_hist = max(len(history), 1)
@@ -126,7 +119,7 @@ def aspect_features(history: Sequence[Item], candidates: Sequence[Item]) -> np.n
     years = [item.year for item in history if item.year is not None]
     last = history[-1] if history else None
     last_genres = set(last.genres) if last else set()
-    history_words = [_title_words(item.title) for item in history]
+    history_words = [title_words(item.title) for item in history]
 
     feats = np.zeros((len(candidates), len(ASPECTS)))
     for i, c in enumerate(candidates):
@@ -140,7 +133,7 @@ def aspect_features(history: Sequence[Item], candidates: Sequence[Item]) -> np.n
                 parts.append(float(c.creator == last.creator))
             if c.year is not None and last.year is not None:
                 parts.append(math.exp(-abs(c.year - last.year) / 5.0))
-            words = _title_words(c.title)
+            words = title_words(c.title)
             if words and history_words[-1]:
                 parts.append(len(words & history_words[-1]) / len(words | history_words[-1]))
             feats[i, 1] = sum(parts) / len(parts) if parts else 0.0
@@ -151,7 +144,7 @@ def aspect_features(history: Sequence[Item], candidates: Sequence[Item]) -> np.n
         feats[i, 4] = c.popularity
         if c.creator:
             feats[i, 5] = min(1.0, creator_share.get(c.creator, 0.0))
-        words = _title_words(c.title)
+        words = title_words(c.title)
         if words:
             feats[i, 6] = max((len(words & hw) / len(words | hw) for hw in history_words if hw), default=0.0)
     return feats
