@@ -1,8 +1,9 @@
 """SB3 policies whose first layer also sees the squared observation.
 
-The observation is a mean of item embeddings; what tells a session's taste apart (all items by one
-creator, of one era, of one franchise) is how *concentrated* that mean is along some directions,
-which a squared term exposes directly. With ``normalize`` (``VecNormalize``) the input is
+With the embedding observation (a mean of item embeddings), what tells a session's taste apart (all
+items by one creator, of one era, of one franchise) is how *concentrated* that mean is along some
+directions, which a squared term exposes directly; the session profile states such concentrations
+outright, and the squared term then costs little. With ``normalize`` (``VecNormalize``) the input is
 standardised first, so ``x ** 2`` is the squared distance from the average session along each
 feature. Name them in a zoo hyperparameter file as
 ``policy: 'rec_gym.agents.features.SquaredFeaturesPolicy'`` (PPO, A2C) or
