@@ -201,6 +201,10 @@ def run(config: BenchmarkConfig, progress: bool = True) -> Path:
             for result in pool.imap_unordered(_run_job, jobs):
                 results.append(result)
                 bar.update()
+            # Let the workers exit on their own: the context manager's terminate() kills them and
+            # leaves their semaphores to the resource tracker, which warns at shutdown.
+            pool.close()
+            pool.join()
     else:
         _init_worker()
         for job in jobs:
