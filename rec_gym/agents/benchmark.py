@@ -272,6 +272,8 @@ def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summar
              "LinUCB; deterministic baselines once). NDCG@10 as mean and interquartile mean (IQM) over seeds with "
              "95% stratified-bootstrap confidence intervals (rliable's method, "
              f"{config.bootstrap_reps} resamples). Other columns are means over seeds. "
+             "The intervals measure the spread over training seeds, as rliable's do; the test sessions are the same "
+             "for every method, and their sampling is not in the intervals. "
              "Gap closed = (NDCG@10 - best fixed) / (oracle - best fixed). The oracle picks each test session's "
              "best hint with the answer known: an upper bound, not a policy.", ""]
     for env in config.envs:
@@ -322,58 +324,83 @@ def _env_order(present: set[str], order: list[str] | None) -> list[str]:
     return [e for e in (order or []) if e in present] + sorted(present - set(order or []))
 
 
-def plot_learning_curves(results: list[dict[str, Any]], path: Path, reps: int = 2000,
-                         order: list[str] | None = None) -> None:
+# Baseline lines in the learning-curve plot: one style each, named in the shared legend.
+BASELINE_STYLES = {"oracle (upper bound)": {"color": "black", "linestyle": "--"},
+                   "LinUCB": {"color": "tab:purple", "linestyle": "-."},
+                   "best fixed hint": {"color": "tab:gray", "linestyle": "--"},
+                   "random hint": {"color": "tab:gray", "linestyle": ":"},
+                   "no hint": {"color": "darkgray", "linestyle": "-"}}
+
+
+def _panels(n: int, width: float, height: float):
+    """pyplot, and a figure with ``n`` panels, two per row, with its axes in reading order."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ncols = min(2, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return plt, fig, list(axes.flat[:n])
+
+
+def plot_learning_curves(results: list[dict[str, Any]], path: Path, reps: int = 2000,
+                         order: list[str] | None = None) -> None:
+    """Val NDCG@10 against env steps per env: each algorithm's mean over seeds with a 95% bootstrap band,
+    each baseline as a horizontal line; one legend for all panels."""
     envs = _env_order({r["row"]["env"] for r in results}, order)
-    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4.2), squeeze=False)
-    for ax, env in zip(axes[0], envs):
+    algos = sorted({r["row"]["method"] for r in results if r["row"]["kind"] == "rl"})
+    colors = {method: f"C{k}" for k, method in enumerate(algos)}
+    plt, fig, axes = _panels(len(envs), 6.0, 4.0)
+    handles: dict[str, Any] = {}
+    for ax, env in zip(axes, envs):
         mine = [r for r in results if r["row"]["env"] == env]
-        for method in sorted({r["row"]["method"] for r in mine if r["row"]["kind"] == "rl"}):
+        for method in algos:
             curves = [r["curve"] for r in mine if r["row"]["method"] == method]
-            steps = np.array([s for s, _ in curves[0]])
+            if not curves:
+                continue
             n = min(len(c) for c in curves)
+            steps = np.array([s for s, _ in curves[0][:n]])
             values = np.array([[v for _, v in c[:n]] for c in curves])
             stats = np.array([_band(values[:, t], reps) for t in range(n)])
-            ax.plot(steps[:n], stats[:, 0], label=method)
-            ax.fill_between(steps[:n], stats[:, 1], stats[:, 2], alpha=0.25)
-        for method in sorted({r["row"]["method"] for r in mine if r["row"]["kind"] == "baseline"}):
-            value = np.mean([r["curve"][0][1] for r in mine if r["row"]["method"] == method])
-            ax.axhline(value, linestyle="--", linewidth=1, color="gray" if method != "oracle (upper bound)" else "black")
-            ax.annotate(method, (0, value), xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
+            (handles[method],) = ax.plot(steps, stats[:, 0], color=colors[method], linewidth=1.8)
+            ax.fill_between(steps, stats[:, 1], stats[:, 2], color=colors[method], alpha=0.25, linewidth=0)
+        for method, style in BASELINE_STYLES.items():
+            values = [r["curve"][0][1] for r in mine if r["row"]["method"] == method]
+            if values:
+                handles[method] = ax.axhline(float(np.mean(values)), linewidth=1.2, **style)
         ax.set_title(env)
         ax.set_xlabel("env steps")
         ax.set_ylabel("val NDCG@10")
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle("Validation NDCG@10 during training (mean over seeds, 95% bootstrap CI)")
-    fig.tight_layout()
+        ax.grid(alpha=0.3)
+    labels = [m for m in [*algos, *BASELINE_STYLES] if m in handles]
+    fig.legend([handles[m] for m in labels], labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=9)
+    fig.suptitle("Validation NDCG@10 during training\n(mean over seeds, 95% bootstrap CI; baselines as lines)")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def plot_comparison(summary: dict, path: Path, order: list[str] | None = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Test NDCG@10 per env: IQM over seeds with its 95% CI, RL algorithms in blue, baselines in gray."""
     envs = _env_order({env for env, _ in summary}, order)
-    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 0.45 * 9 + 1.2), squeeze=False)
-    for ax, env in zip(axes[0], envs):
+    plt, fig, axes = _panels(len(envs), 6.0, 0.45 * 9 + 1.2)
+    for ax, env in zip(axes, envs):
         keys = sorted((k for k in summary if k[0] == env), key=lambda k: summary[k]["iqm"])
         y = np.arange(len(keys))
         iqm = np.array([summary[k]["iqm"] for k in keys])
         err = np.array([[summary[k]["iqm"] - summary[k]["iqm_lo"], summary[k]["iqm_hi"] - summary[k]["iqm"]] for k in keys]).T
         colors = ["tab:blue" if summary[k]["kind"] == "rl" else "tab:gray" for k in keys]
         ax.barh(y, iqm, xerr=err, color=colors, capsize=3)
+        for yi, value, key in zip(y, iqm, keys):
+            ax.annotate(f"{value:.3f}", (summary[key]["iqm_hi"], yi), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=8)
+        ax.set_xlim(0, 1.18 * float(iqm.max()) if iqm.max() > 0 else 1.0)  # room for the value labels
         ax.set_yticks(y, [k[1] for k in keys])
         ax.set_xlabel("test NDCG@10 (IQM over seeds, 95% CI)")
         ax.set_title(env)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
