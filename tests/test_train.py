@@ -129,6 +129,34 @@ def test_load_run_names_a_missing_or_mismatched_normalization_file(tmp_path):
         load_run(tmp_path / "run")
 
 
+def test_zoo_expressions_are_parsed_not_evaluated(tmp_path):
+    sentinel = tmp_path / "ran"
+    hostile = ["dict(x=().__class__.__base__.__subclasses__())", f"__import__('pathlib').Path({str(sentinel)!r}).touch()",
+               "nn.modules.module.torch.os.getcwd()", "dict(**{'a': 1})", "nn.functional.relu"]
+    for text in hostile:
+        with pytest.raises(ValueError, match="policy_kwargs=.*not a valid expression"):
+            Hyperparams.parse({"policy_kwargs": text})
+    assert not sentinel.exists()
+    hp = Hyperparams.parse({"policy_kwargs": "dict(log_std_init=-2.5, net_arch=dict(pi=[64], vf=[32]), "
+                                             "activation_fn=nn.Tanh, ortho_init=False, features=(1, None))"})
+    assert hp.algo_kwargs["policy_kwargs"] == {"log_std_init": -2.5, "net_arch": {"pi": [64], "vf": [32]},
+                                               "activation_fn": __import__("torch").nn.Tanh, "ortho_init": False,
+                                               "features": (1, None)}
+    with pytest.raises(ValueError, match="'os.system' is not a Stable-Baselines3 policy class"):
+        Hyperparams.parse({"policy": "os.system"})
+
+
+def test_load_run_refuses_a_received_config_that_would_run_code(tmp_path):
+    train("a2c", ENV_ID, {"n_train": 300}, seed=0, timesteps=128, out_dir=tmp_path / "run", tensorboard=False)
+    sentinel = tmp_path / "ran"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["hyperparams"]["policy_kwargs"] = f"__import__('pathlib').Path({str(sentinel)!r}).touch()"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="policy_kwargs"):
+        load_run(tmp_path / "run")
+    assert not sentinel.exists()
+
+
 def test_load_run_refuses_a_model_without_its_config(tmp_path):
     (tmp_path / "model.zip").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="config.json"):
@@ -153,6 +181,30 @@ def test_make_vec_env_with_subprocesses_steps_the_synthetic_env(env_id, start_me
     assert rewards[0] == 0.0 and -1.0 <= rewards[1] <= 1.0 and dones.all()
     assert infos[1]["terminal_observation"].shape == (15,)
     venv.close()
+
+
+@pytest.mark.parametrize("env_id, dataset, folder", [("Re2LLM-Steam-v0", "steam", "steam-sessions"),
+                                                      ("Re2LLM-ML1M-v0", "ml-latest-small", "ml-latest-small")])
+def test_make_vec_env_with_subprocesses_steps_the_real_data_ids(env_id, dataset, folder, shared_data):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    kwargs = {"dataset": dataset, "data_dir": str(shared_data / folder), "llm": "simulated", "encoder": "hashing",
+              "split": "val"}
+    local = gym.make(env_id, **kwargs)
+    venv = make_vec_env(f"rec_gym:{env_id}", n_envs=2, seed=0, env_kwargs=kwargs, vec_env_cls=SubprocVecEnv)
+    try:
+        assert venv.reset().shape == (2, *local.observation_space.shape)
+        actions = np.array([3, 7])
+        _, rewards, dones, infos = venv.step(actions)
+        assert dones.all() and np.any(rewards != 0)
+        for action, reward, info in zip(actions, rewards, infos):
+            # The same session and hint stepped in this process give the same reward.
+            local.reset(options={"session_index": info["session_index"]})
+            assert local.step(int(action))[1] == pytest.approx(reward, abs=1e-6)
+    finally:
+        venv.close()
+        local.close()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl_zoo3 is not installed (pip install rl_zoo3)")

@@ -23,10 +23,12 @@ hyperparameters, timesteps, versions), ``normalization.json`` (the observation m
 when ``normalize`` is set, ``val_curve.csv`` (val NDCG@10 against timesteps) and TensorBoard logs
 under ``tb/``.
 
-Nothing in a run folder is unpickled when it is loaded, so a folder from someone else is safe to
-evaluate: the network weights load with ``torch.load(weights_only=True)``, and every entry that SB3
-stores as a pickle inside ``model.zip`` (spaces, policy class, schedules) is rebuilt from
-``config.json`` and the env instead of being read.
+Nothing in a run folder is unpickled or evaluated as code when it is loaded, so a folder from
+someone else is safe to evaluate: the network weights load with ``torch.load(weights_only=True)``;
+every entry that SB3 stores as a pickle inside ``model.zip`` (spaces, policy class, schedules) is
+rebuilt from ``config.json`` and the env instead of being read; the expressions in the
+hyperparameters are parsed as literals, ``dict(...)`` and ``nn.<Module>`` only, and a dotted
+``policy`` must name a Stable-Baselines3 policy class.
 """
 
 from __future__ import annotations
@@ -83,23 +85,58 @@ def load_hyperparams(algo: str, env_id: str, path: str | os.PathLike | None = No
     return dict(table[env_id])
 
 
-def _eval_expression(text: str, what: str) -> Any:
+def _parse_expression(text: str, what: str) -> Any:
+    """The value of a zoo-style expression such as ``"dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``.
+
+    Only literals (numbers, strings, booleans, ``None``, lists, tuples, dicts), ``dict(key=value, ...)``
+    and torch module classes ``nn.<Name>`` are accepted; nothing is ``eval``-ed, so a hyperparameter
+    file or a run's ``config.json`` from someone else cannot run code.
+    """
+    import ast
+
     from torch import nn
 
+    def value(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (bool, int, float, str))):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            operand = value(node.operand)
+            if isinstance(operand, (int, float)) and not isinstance(operand, bool):
+                return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [value(item) for item in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.Dict) and all(key is not None for key in node.keys):
+            return {value(key): value(item) for key, item in zip(node.keys, node.values)}
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args
+                and all(keyword.arg is not None for keyword in node.keywords)):
+            return {keyword.arg: value(keyword.value) for keyword in node.keywords}
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "nn":
+            module_class = getattr(nn, node.attr, None)
+            if isinstance(module_class, type) and issubclass(module_class, nn.Module):
+                return module_class
+        raise ValueError(f"{ast.unparse(node)!r} is not allowed")
+
     try:
-        return eval(text, {"__builtins__": {}}, {"dict": dict, "nn": nn, "True": True, "False": False})  # noqa: S307
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{what}={text!r} is not a valid expression ({exc}); write e.g. \"dict(net_arch=[64, 64])\"") from None
+        return value(ast.parse(text.strip(), mode="eval").body)
+    except (SyntaxError, ValueError, TypeError) as exc:
+        raise ValueError(f"{what}={text!r} is not a valid expression ({exc}); write literals, dict(...) and nn.<Module> "
+                         "only, e.g. \"dict(net_arch=[64, 64], activation_fn=nn.ReLU)\"") from None
 
 
 def _import_class(dotted: str) -> type:
     import importlib
 
+    from stable_baselines3.common.policies import BasePolicy
+
     module, _, name = dotted.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), name)
+        policy = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"policy={dotted!r} cannot be imported ({exc}); use 'MlpPolicy' or a dotted path to a policy class") from None
+    if not (isinstance(policy, type) and issubclass(policy, BasePolicy)):
+        raise ValueError(f"policy={dotted!r} is not a Stable-Baselines3 policy class (a subclass of BasePolicy)")
+    return policy
 
 
 def _schedule(value: Any) -> Any:
@@ -131,12 +168,12 @@ class Hyperparams:
             policy = _import_class(policy)
         normalize = params.pop("normalize", False)
         if isinstance(normalize, str):
-            normalize = _eval_expression(normalize, "normalize")
+            normalize = _parse_expression(normalize, "normalize")
         normalize = (dict(normalize) if isinstance(normalize, dict) else {}) if normalize else None
         env_kwargs = dict(params.pop("env_kwargs", None) or {})
         for key in ("policy_kwargs", "replay_buffer_kwargs"):
             if isinstance(params.get(key), str):
-                params[key] = _eval_expression(params[key], key)
+                params[key] = _parse_expression(params[key], key)
         for key in ("learning_rate", "clip_range"):
             if key in params:
                 params[key] = _schedule(params[key])
