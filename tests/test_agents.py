@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import rec_gym  # noqa: F401  (registers the ids)
-from rec_gym.agents import (CUSTOM_AGENT_EXAMPLE, BestFixedHint, FixedHint, LinUCB, NoHint, Oracle, Policy,
-                            UniformRandomHint, evaluate, predict_actions)
+from rec_gym.agents import (BestFixedHint, FixedHint, LinUCB, NoHint, Oracle, Policy, UniformRandomHint, evaluate,
+                            predict_actions)
 from rec_gym.agents.baselines import mean_rewards
 
 ENV_ID = "Re2LLM-Synthetic-v0"
+README = Path(__file__).resolve().parents[1] / "README.md"
 SMALL = {"n_train": 300}  # a 300-session train split keeps table fills to a few seconds
 
 
@@ -179,11 +182,14 @@ def test_best_fixed_hint_is_the_argmax_of_train_mean_rewards():
 
 
 def test_the_readme_custom_agent_example_runs_as_written():
-    assert len(CUSTOM_AGENT_EXAMPLE.splitlines()) <= 30
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    example = next(b for b in blocks if "def predict(self, obs" in b)
+    assert len(example.splitlines()) <= 30
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(CUSTOM_AGENT_EXAMPLE, "<README example>", "exec"), {"__name__": "__main__"})
+        exec(compile(example, str(README), "exec"), {"__name__": "__main__"})
     lines = out.getvalue().splitlines()
     assert [line.split()[0] for line in lines] == ["agent", "best"]
     agent, fixed = float(lines[0].split()[-1]), float(lines[1].split()[-1])
-    assert 0.2 < agent <= 1.0 and fixed == pytest.approx(0.444, abs=0.03)
+    # 16 groups learn more than one fixed hint does, and stay below the oracle's 0.737.
+    assert fixed == pytest.approx(0.444, abs=0.03) and fixed < agent < 0.737
