@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import yaml
 
 from rec_gym.agents import cli
 from rec_gym.agents.benchmark import BenchmarkConfig
-from rec_gym.agents.statistics import iqm, mean, stratified_bootstrap_ci, summarize
+from rec_gym.agents.statistics import iqm, mean, paired_difference_ci, stratified_bootstrap_ci, summarize
+from rec_gym.metrics import ndcg_at_k
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +51,32 @@ def test_bootstrap_interval_covers_the_estimate_and_narrows_with_more_runs():
     assert hi2 - lo2 < hi - lo
     stats = summarize(few)
     assert stats["iqm_lo"] <= stats["iqm"] <= stats["iqm_hi"] and stats["n_runs"] == 5
+
+
+def test_paired_difference_of_a_constant_shift_is_exact():
+    x = np.random.default_rng(2).normal(size=(1, 50))
+    assert paired_difference_ci(x + 0.25, x) == pytest.approx((0.25, 0.25, 0.25))
+    assert paired_difference_ci(x, x) == pytest.approx((0.0, 0.0, 0.0))
+
+
+def test_paired_difference_keeps_sessions_paired():
+    # Sessions differ a lot (sd 1) but A beats B by 0.05 on every one, up to small noise: pairing
+    # cancels the session spread, which an unpaired comparison (interval ~0.28 wide) could not.
+    rng = np.random.default_rng(3)
+    sessions = rng.normal(size=400)
+    a = (sessions + 0.05 + rng.normal(0, 0.01, size=400))[None]
+    diff, lo, hi = paired_difference_ci(a, sessions[None])
+    assert lo < diff < hi and 0.04 < lo and hi < 0.06 and hi - lo < 0.01
+
+
+def test_paired_difference_resamples_seeds():
+    # Five seeds of A sit 0.0 .. 0.2 above B on every session: the interval spans the seed spread.
+    sessions = np.random.default_rng(4).normal(size=300)
+    a = sessions[None] + np.linspace(0.0, 0.2, 5)[:, None]
+    diff, lo, hi = paired_difference_ci(a, sessions[None])
+    assert diff == pytest.approx(0.1) and 0.0 <= lo < 0.07 and 0.13 < hi <= 0.2
+    with pytest.raises(ValueError, match="same sessions"):
+        paired_difference_ci(a, sessions[None, :200])
 
 
 def test_config_refuses_a_split_in_env_kwargs(tmp_path):
@@ -91,3 +119,8 @@ def test_tiny_benchmark_writes_tables_and_plots_with_baselines(tmp_path):
     assert a2c_steps[0] == 0 and a2c_steps[-1] >= 256 and len(a2c_steps) >= 3
     md = (out / "results.md").read_text()
     assert "| oracle (upper bound) |" in md and "| A2C | 2 |" in md and "95%" in md
+    assert "| best fixed hint | 1 | " in md and "| +0.000 [+0.000, +0.000] |" in md  # best fixed vs itself
+    runs = [json.loads(line) for line in open(out / "runs.jsonl")]
+    assert all(len(r["test_ranks"]) == r["row"]["n_test_sessions"] for r in runs)
+    oracle = next(r for r in runs if r["row"]["method"] == "oracle (upper bound)")
+    assert np.mean(ndcg_at_k(np.array(oracle["test_ranks"]), 10)) == pytest.approx(oracle["row"]["NDCG@10"])

@@ -42,8 +42,9 @@ from tqdm.auto import tqdm
 
 from rec_gym.agents.baselines import BestFixedHint, LinUCB, NoHint, Oracle, UniformRandomHint
 from rec_gym.agents.evaluation import METRICS, evaluate
-from rec_gym.agents.statistics import stratified_bootstrap_ci, summarize
+from rec_gym.agents.statistics import paired_difference_ci, stratified_bootstrap_ci, summarize
 from rec_gym.agents.tasks import make_env
+from rec_gym.metrics import ndcg_at_k
 
 BASELINES = ("no_hint", "random", "best_fixed", "linucb", "oracle")
 BASELINE_LABELS = {"no_hint": "no hint", "random": "random hint", "best_fixed": "best fixed hint",
@@ -154,7 +155,8 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     row = {"env": env.label, "env_id": env.id, "method": label, "kind": "baseline" if method in BASELINES else "rl",
            "seed": seed, **{k: test[k] for k in METRICS}, "n_test_sessions": test.n_sessions,
            "seconds": round(time.time() - started, 2)}
-    return {"row": row, "curve": list(zip(curve_steps, curve_values))}
+    # The per-session ranks let the tables compare methods session by session (paired_gains).
+    return {"row": row, "curve": list(zip(curve_steps, curve_values)), "test_ranks": test.ranks.tolist()}
 
 
 def _jobs(config: BenchmarkConfig) -> list[dict[str, Any]]:
@@ -234,7 +236,8 @@ def write_results(config: BenchmarkConfig, results: list[dict[str, Any]], out: P
             for step, value in r["curve"]:
                 writer.writerow([r["row"]["env"], r["row"]["method"], r["row"]["seed"], step, round(value, 6)])
     summary = summarize_rows(rows, config.bootstrap_reps)
-    (out / "results.md").write_text(results_markdown(config, rows, summary), encoding="utf-8")
+    gains = paired_gains(results, config.bootstrap_reps)
+    (out / "results.md").write_text(results_markdown(config, rows, summary, gains), encoding="utf-8")
     order = [env.label for env in config.envs]
     plot_learning_curves(results, out / "learning_curves.png", config.bootstrap_reps, order)
     plot_comparison(summary, out / "comparison.png", order)
@@ -262,18 +265,42 @@ def summarize_rows(rows: list[dict[str, Any]], reps: int = 2000) -> dict[tuple[s
     return summary
 
 
+def paired_gains(results: list[dict[str, Any]], reps: int = 2000,
+                 reference: str = BASELINE_LABELS["best_fixed"]) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """``{(env, method): (difference, low, high)}``: test NDCG@10 minus ``reference``'s, paired over test sessions.
+
+    The interval resamples the test sessions and each method's seeds
+    (:func:`~rec_gym.agents.statistics.paired_difference_ci`). Runs without per-session ranks (a
+    ``runs.jsonl`` written before they were recorded) are left out.
+    """
+    scores: dict[tuple[str, str], list[np.ndarray]] = {}
+    for r in results:
+        if "test_ranks" in r:
+            scores.setdefault((r["row"]["env"], r["row"]["method"]), []).append(ndcg_at_k(np.asarray(r["test_ranks"]), 10))
+    gains = {}
+    for (env, method), runs in scores.items():
+        base = scores.get((env, reference))
+        if base is not None:
+            gains[(env, method)] = paired_difference_ci(np.stack(runs), np.stack(base), reps=reps)
+    return gains
+
+
 def _fmt(stats: dict[str, Any], what: str) -> str:
     return f"{stats[what]:.3f} [{stats[what + '_lo']:.3f}, {stats[what + '_hi']:.3f}]"
 
 
-def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summary: dict) -> str:
+def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summary: dict,
+                     gains: dict[tuple[str, str], tuple[float, float, float]] | None = None) -> str:
+    gains = gains or {}
     lines = [f"# Benchmark `{config.name}`", "",
              f"Test-split scores of each method's final policy ({len(config.seeds)} seeds for RL, random hint and "
              "LinUCB; deterministic baselines once). NDCG@10 as mean and interquartile mean (IQM) over seeds with "
              "95% stratified-bootstrap confidence intervals (rliable's method, "
-             f"{config.bootstrap_reps} resamples). Other columns are means over seeds. "
-             "The intervals measure the spread over training seeds, as rliable's do; the test sessions are the same "
-             "for every method, and their sampling is not in the intervals. "
+             f"{config.bootstrap_reps} resamples); like rliable's, these intervals measure the spread over training "
+             "seeds, and every method is scored on the same test sessions. *vs best fixed* is the difference in test "
+             "NDCG@10 from the best fixed hint with a 95% interval that also resamples the test sessions (a paired "
+             "bootstrap over sessions and seeds): where it excludes 0, the difference would likely hold on new "
+             "sessions. Other columns are means over seeds. "
              "Gap closed = (NDCG@10 - best fixed) / (oracle - best fixed). The oracle picks each test session's "
              "best hint with the answer known: an upper bound, not a policy.", ""]
     for env in config.envs:
@@ -286,21 +313,24 @@ def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summar
         kwargs = ", ".join(f"{k}={v}" for k, v in env.kwargs.items()) or "defaults"
         n_test = next((r["n_test_sessions"] for r in rows if r["env"] == env.label), 0)
         lines += [f"## {env.label}", "", f"`{env.id}` ({kwargs}); {n_test} test sessions.", "",
-                  "| method | runs | NDCG@10 mean [95% CI] | NDCG@10 IQM [95% CI] | HR@1 | HR@5 | HR@10 | NDCG@1 | NDCG@5 "
-                  "| mean reward | beats no hint | gap closed |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| method | runs | NDCG@10 mean [95% CI] | NDCG@10 IQM [95% CI] | vs best fixed [95% CI] | HR@1 | HR@5 "
+                  "| HR@10 | NDCG@1 | NDCG@5 | mean reward | beats no hint | gap closed |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for key in keys:
             s = summary[key]
             gap = ((s["mean"] - fixed) / (oracle - fixed)) if fixed is not None and oracle and oracle > fixed else None
-            lines.append(f"| {key[1]} | {s['n_runs']} | {_fmt(s, 'mean')} | {_fmt(s, 'iqm')} | {s['mean_HR@1']:.3f} | "
+            gain = gains.get(key)
+            versus = "" if gain is None else f"{gain[0]:+.3f} [{gain[1]:+.3f}, {gain[2]:+.3f}]"
+            lines.append(f"| {key[1]} | {s['n_runs']} | {_fmt(s, 'mean')} | {_fmt(s, 'iqm')} | {versus} | {s['mean_HR@1']:.3f} | "
                          f"{s['mean_HR@5']:.3f} | {s['mean_HR@10']:.3f} | {s['mean_NDCG@1']:.3f} | "
                          f"{s['mean_NDCG@5']:.3f} | {s['mean_mean_reward']:+.3f} | {s['mean_beats_no_hint']:.3f} | "
                          f"{'' if gap is None else f'{gap:.2f}'} |")
-        lines += ["", _target_sentence(env, summary, config), ""]
+        lines += ["", _target_sentence(env, summary, config, gains), ""]
     return "\n".join(lines) + "\n"
 
 
-def _target_sentence(env: EnvConfig, summary: dict, config: BenchmarkConfig) -> str:
+def _target_sentence(env: EnvConfig, summary: dict, config: BenchmarkConfig,
+                     gains: dict[tuple[str, str], tuple[float, float, float]]) -> str:
     rl = [(summary[(env.label, a.upper())], a.upper()) for a in config.algos if (env.label, a.upper()) in summary]
     fixed = summary.get((env.label, "best fixed hint"))
     oracle = summary.get((env.label, "oracle (upper bound)"))
@@ -309,9 +339,15 @@ def _target_sentence(env: EnvConfig, summary: dict, config: BenchmarkConfig) -> 
     best, name = max(rl, key=lambda t: t[0]["mean"])
     separated = best["mean_lo"] > fixed["mean_hi"]
     gap = (best["mean"] - fixed["mean"]) / (oracle["mean"] - fixed["mean"]) if oracle["mean"] > fixed["mean"] else float("nan")
-    return (f"Best RL algorithm: **{name}**, test NDCG@10 {best['mean']:.3f} vs best fixed hint {fixed['mean']:.3f} "
-            f"(95% CIs {'do not overlap' if separated else 'overlap'}), closing {gap:.0%} of the gap to the oracle "
-            f"({oracle['mean']:.3f}).")
+    sentence = (f"Best RL algorithm: **{name}**, test NDCG@10 {best['mean']:.3f} vs best fixed hint {fixed['mean']:.3f} "
+                f"(95% CIs over seeds {'do not overlap' if separated else 'overlap'}), closing {gap:.0%} of the gap to "
+                f"the oracle ({oracle['mean']:.3f}).")
+    gain = gains.get((env.label, name))
+    if gain is not None:
+        verdict = "excludes 0" if gain[1] > 0 or gain[2] < 0 else "includes 0"
+        sentence += (f" Paired over test sessions and seeds, its difference from the best fixed hint is "
+                     f"{gain[0]:+.3f} [{gain[1]:+.3f}, {gain[2]:+.3f}], an interval that {verdict}.")
+    return sentence
 
 
 def _band(values: np.ndarray, reps: int) -> tuple[float, float, float]:

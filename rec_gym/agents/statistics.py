@@ -6,6 +6,11 @@ interquartile mean (IQM) is the mean of the middle 50% of all scores (``scipy.st
 stratified bootstrap: runs are resampled with replacement *within each task*, the aggregate is
 recomputed, and the interval is the percentile interval of those replicates (rliable's
 ``get_interval_estimates`` with ``method="percentile"``).
+
+Those intervals describe the spread over training seeds only: every method is scored on the same
+test sessions. :func:`paired_difference_ci` adds the sampling of those sessions when comparing two
+methods: it resamples the sessions (the same draw for both methods, which keeps the pairing) and
+each method's seeds, so a difference whose interval excludes 0 would likely hold on new sessions.
 """
 
 from __future__ import annotations
@@ -68,3 +73,29 @@ def summarize(scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, se
     iqm_lo, iqm_hi = stratified_bootstrap_ci(scores, iqm, reps, confidence, seed)
     return {"mean": mean(scores), "mean_lo": mean_lo, "mean_hi": mean_hi,
             "iqm": iqm(scores), "iqm_lo": iqm_lo, "iqm_hi": iqm_hi, "n_runs": int(_matrix(scores).shape[0])}
+
+
+def paired_difference_ci(a: np.ndarray, b: np.ndarray, reps: int = 2000, confidence: float = 0.95,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """``(difference, low, high)``: the mean per-session score of A minus that of B, with its percentile interval.
+
+    ``a`` is float ``(n_runs_a, n_sessions)`` (one row per seed of method A), ``b`` is ``(n_runs_b,
+    n_sessions)`` on the same sessions in the same order. The difference is the mean over sessions
+    of (A's mean over its seeds - B's mean over its seeds). Each bootstrap replicate draws, with
+    replacement, A's seeds, B's seeds, and one set of sessions shared by A and B.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.size == 0 or b.size == 0:
+        raise ValueError(f"a and b must be non-empty (n_runs, n_sessions) arrays over the same sessions, "
+                         f"got shapes {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    n_sessions = a.shape[1]
+
+    def counts(n: int) -> np.ndarray:  # (reps, n): how often each of n items is drawn in each replicate
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=reps).astype(np.float64)
+
+    per_session = counts(len(a)) @ a / len(a) - counts(len(b)) @ b / len(b)  # (reps, n_sessions)
+    values = (per_session * counts(n_sessions)).sum(axis=1) / n_sessions
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.percentile(values, [100 * alpha, 100 * (1 - alpha)])
+    return float(a.mean() - b.mean()), float(low), float(high)
