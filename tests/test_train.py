@@ -85,6 +85,20 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert "split=test" in out and "NDCG@10" in out and "DQN (seed 0)" in out
 
 
+def test_train_with_the_progress_bar_writes_tensorboard_logs(tmp_path):
+    result = train("a2c", ENV_ID, {"n_train": 300}, seed=0, timesteps=256, out_dir=tmp_path / "run", val_every=128,
+                   progress_bar=True)
+    assert result.model.num_timesteps >= 256
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((tmp_path / "run" / "tb").rglob("events.out.tfevents.*"))
+    assert len(events) == 1
+    log = EventAccumulator(str(events[0])).Reload()
+    scalars = log.Scalars("val/NDCG@10")  # every val point, at its step
+    assert [e.step for e in scalars] == result.curve.steps
+    assert [e.value for e in scalars] == pytest.approx(result.curve.ndcg, abs=1e-6)
+
+
 def test_cli_evaluate_reports_the_model_beside_the_baselines(tmp_path, capsys):
     train("a2c", ENV_ID, {"n_train": 300}, seed=0, timesteps=256, out_dir=tmp_path / "a2c", tensorboard=False)
     parser = argparse.ArgumentParser()

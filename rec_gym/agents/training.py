@@ -214,6 +214,8 @@ def validation_callback(curve: ValidationCurve, every: int):
         def _measure(self) -> None:
             value = curve.measure(self.model, self.num_timesteps)
             self.logger.record("val/NDCG@10", value)
+            # Written now: SB3 dumps only every log_interval rollouts, which would drop most val points.
+            self.logger.dump(self.num_timesteps)
 
         def _on_training_start(self) -> None:
             self._measure()
