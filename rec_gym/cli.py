@@ -56,7 +56,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rec-gym", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="rec-gym", description="Gymnasium environments where a frozen LLM recommending "
+                                     "from session data is the environment and choosing a hint is the action.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("envs", help="list the registered env ids and their defaults")
     p.set_defaults(func=_envs)
