@@ -120,6 +120,7 @@ def test_tiny_benchmark_writes_tables_and_plots_with_baselines(tmp_path):
     md = (out / "results.md").read_text()
     assert "| oracle (upper bound) |" in md and "| A2C | 2 |" in md and "95%" in md
     assert "| best fixed hint | 1 | " in md and "| +0.000 [+0.000, +0.000] |" in md  # best fixed vs itself
+    assert f"numpy {np.__version__}" in (out / "command.txt").read_text()  # what a rerun must match
     runs = [json.loads(line) for line in open(out / "runs.jsonl")]
     assert all(len(r["test_ranks"]) == r["row"]["n_test_sessions"] for r in runs)
     oracle = next(r for r in runs if r["row"]["method"] == "oracle (upper bound)")

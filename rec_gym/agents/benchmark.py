@@ -339,8 +339,9 @@ def _target_sentence(env: EnvConfig, summary: dict, config: BenchmarkConfig,
     best, name = max(rl, key=lambda t: t[0]["mean"])
     separated = best["mean_lo"] > fixed["mean_hi"]
     gap = (best["mean"] - fixed["mean"]) / (oracle["mean"] - fixed["mean"]) if oracle["mean"] > fixed["mean"] else float("nan")
+    closed = f"{gap:.0%}".replace("-0%", "0%")
     sentence = (f"Best RL algorithm: **{name}**, test NDCG@10 {best['mean']:.3f} vs best fixed hint {fixed['mean']:.3f} "
-                f"(95% CIs over seeds {'do not overlap' if separated else 'overlap'}), closing {gap:.0%} of the gap to "
+                f"(95% CIs over seeds {'do not overlap' if separated else 'overlap'}), closing {closed} of the gap to "
                 f"the oracle ({oracle['mean']:.3f}).")
     gain = gains.get((env.label, name))
     if gain is not None:
@@ -441,7 +442,16 @@ def plot_comparison(summary: dict, path: Path, order: list[str] | None = None) -
     plt.close(fig)
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
 def _write_command(config: BenchmarkConfig, out: Path, seconds: float) -> None:
+    import gymnasium
     import stable_baselines3
     import torch
 
@@ -450,8 +460,9 @@ def _write_command(config: BenchmarkConfig, out: Path, seconds: float) -> None:
     command = ("rec-gym " if via_cli else "") + " ".join(shlex.quote(a) for a in (sys.argv[1:] if via_cli else sys.argv))
     text = [f"# command\n{command}\n",
             f"# wall time\n{seconds:.0f} s with {config.workers} worker(s)\n",
-            f"# machine\n{platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
-            f"torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}\n"]
+            f"# machine\n{platform.platform()}, {os.cpu_count()} CPUs ({_cpu_name() or 'model unknown'}), "
+            f"python {platform.python_version()}, torch {torch.__version__}, stable-baselines3 "
+            f"{stable_baselines3.__version__}, gymnasium {gymnasium.__version__}, numpy {np.__version__}\n"]
     if config.path is not None and config.path.exists():
         text.append(f"# config ({config.path})\n{config.path.read_text(encoding='utf-8')}")
     (out / "command.txt").write_text("\n".join(text), encoding="utf-8")
