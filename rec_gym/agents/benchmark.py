@@ -324,7 +324,7 @@ def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summar
             lines.append(f"| {key[1]} | {s['n_runs']} | {_fmt(s, 'mean')} | {_fmt(s, 'iqm')} | {versus} | {s['mean_HR@1']:.3f} | "
                          f"{s['mean_HR@5']:.3f} | {s['mean_HR@10']:.3f} | {s['mean_NDCG@1']:.3f} | "
                          f"{s['mean_NDCG@5']:.3f} | {s['mean_mean_reward']:+.3f} | {s['mean_beats_no_hint']:.3f} | "
-                         f"{'' if gap is None else f'{gap:.2f}'} |")
+                         f"{'' if gap is None else f'{gap:.2f}'.replace('-0.00', '0.00')} |")
         lines += ["", _target_sentence(env, summary, config, gains), ""]
     return "\n".join(lines) + "\n"
 
