@@ -146,7 +146,7 @@ def test_load_run_names_a_missing_or_mismatched_normalization_file(tmp_path):
 def test_zoo_expressions_are_parsed_not_evaluated(tmp_path):
     sentinel = tmp_path / "ran"
     hostile = ["dict(x=().__class__.__base__.__subclasses__())", f"__import__('pathlib').Path({str(sentinel)!r}).touch()",
-               "nn.modules.module.torch.os.getcwd()", "dict(**{'a': 1})", "nn.functional.relu"]
+               "nn.modules.module.torch.os.getcwd()", "dict(**{'a': 1})", "nn.functional.relu", "[" * 100_000]
     for text in hostile:
         with pytest.raises(ValueError, match="policy_kwargs=.*not a valid expression"):
             Hyperparams.parse({"policy_kwargs": text})

@@ -119,8 +119,9 @@ def _parse_expression(text: str, what: str) -> Any:
 
     try:
         return value(ast.parse(text.strip(), mode="eval").body)
-    except (SyntaxError, ValueError, TypeError) as exc:
-        raise ValueError(f"{what}={text!r} is not a valid expression ({exc}); write literals, dict(...) and nn.<Module> "
+    except (SyntaxError, ValueError, TypeError, RecursionError) as exc:
+        shown = text if len(text) <= 200 else text[:200] + "..."
+        raise ValueError(f"{what}={shown!r} is not a valid expression ({exc}); write literals, dict(...) and nn.<Module> "
                          "only, e.g. \"dict(net_arch=[64, 64], activation_fn=nn.ReLU)\"") from None
 
 
