@@ -285,6 +285,19 @@ def paired_gains(results: list[dict[str, Any]], reps: int = 2000,
     return gains
 
 
+def _gap_closed(score: float, fixed: float | None, oracle: float | None) -> float | None:
+    """(score - best fixed) / (oracle - best fixed); ``None`` when the oracle is not above the best fixed hint."""
+    if fixed is None or oracle is None or oracle <= fixed:
+        return None
+    return (score - fixed) / (oracle - fixed)
+
+
+def _share(gap: float, spec: str) -> str:
+    """``gap`` formatted by ``spec``, without the sign of a value that rounds to zero ("0%", not "-0%")."""
+    text = format(gap, spec)
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
+
+
 def _fmt(stats: dict[str, Any], what: str) -> str:
     return f"{stats[what]:.3f} [{stats[what + '_lo']:.3f}, {stats[what + '_hi']:.3f}]"
 
@@ -318,13 +331,13 @@ def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summar
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for key in keys:
             s = summary[key]
-            gap = ((s["mean"] - fixed) / (oracle - fixed)) if fixed is not None and oracle and oracle > fixed else None
+            gap = _gap_closed(s["mean"], fixed, oracle)
             gain = gains.get(key)
             versus = "" if gain is None else f"{gain[0]:+.3f} [{gain[1]:+.3f}, {gain[2]:+.3f}]"
             lines.append(f"| {key[1]} | {s['n_runs']} | {_fmt(s, 'mean')} | {_fmt(s, 'iqm')} | {versus} | {s['mean_HR@1']:.3f} | "
                          f"{s['mean_HR@5']:.3f} | {s['mean_HR@10']:.3f} | {s['mean_NDCG@1']:.3f} | "
                          f"{s['mean_NDCG@5']:.3f} | {s['mean_mean_reward']:+.3f} | {s['mean_beats_no_hint']:.3f} | "
-                         f"{'' if gap is None else f'{gap:.2f}'.replace('-0.00', '0.00')} |")
+                         f"{'' if gap is None else _share(gap, '.2f')} |")
         lines += ["", _target_sentence(env, summary, config, gains), ""]
     return "\n".join(lines) + "\n"
 
@@ -338,8 +351,8 @@ def _target_sentence(env: EnvConfig, summary: dict, config: BenchmarkConfig,
         return ""
     best, name = max(rl, key=lambda t: t[0]["mean"])
     separated = best["mean_lo"] > fixed["mean_hi"]
-    gap = (best["mean"] - fixed["mean"]) / (oracle["mean"] - fixed["mean"]) if oracle["mean"] > fixed["mean"] else float("nan")
-    closed = f"{gap:.0%}".replace("-0%", "0%")
+    gap = _gap_closed(best["mean"], fixed["mean"], oracle["mean"])
+    closed = "nan%" if gap is None else _share(gap, ".0%")
     sentence = (f"Best RL algorithm: **{name}**, test NDCG@10 {best['mean']:.3f} vs best fixed hint {fixed['mean']:.3f} "
                 f"(95% CIs over seeds {'do not overlap' if separated else 'overlap'}), closing {closed} of the gap to "
                 f"the oracle ({oracle['mean']:.3f}).")
