@@ -191,22 +191,23 @@ def make_slow_backend() -> SlowFakeBackend:
 
 
 class FlakyBackend(SlowFakeBackend):
-    """Like :class:`SlowFakeBackend`, but on its second call reports every request as never answered
-    (``unsettled``), as the openai backend does when a server stays unreachable; only once per flag file."""
+    """Like :class:`SlowFakeBackend`, but its second call gets no answer for any request
+    (:class:`~rec_gym.llm.protocol.BackendUnavailable`), as the openai backend raises when a server stays
+    unreachable; only once per flag file."""
 
     def __init__(self, log_path: str | os.PathLike, flag_path: str | os.PathLike) -> None:
         super().__init__(log_path)
         self.flag_path = Path(flag_path)
         self.calls = 0
-        self.unsettled: frozenset[int] = frozenset()
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
+        from rec_gym.llm.protocol import BackendUnavailable
+
         self.calls += 1
         if self.calls == 2 and not self.flag_path.exists():
             self.flag_path.touch()
-            self.unsettled = frozenset(range(len(requests)))
-            return [None] * len(requests)
-        self.unsettled = frozenset()
+            raise BackendUnavailable("flaky: no answer", [None] * len(requests), set(range(len(requests))),
+                                     {"connection": len(requests)})
         return super().rank(requests)
 
 
@@ -244,18 +245,20 @@ class ChatServer:
     ``Retry-After: retry_after``), ``"500"``, ``"503"``, ``"drop"`` (close without answering), ``"cut"``
     (a body shorter than its Content-Length), ``"slow"`` (answer after ``slow_seconds``), ``"garbage"``
     (200, not JSON), ``"empty"``, ``"truncated"`` (``finish_reason=length``), ``"nonsense"`` (names no
-    candidate), ``"401"``, ``"400"``. ``"ok"`` answers the first ten candidates by title, numbered,
+    candidate), ``"401"``, ``"400"``, ``"422"``, ``"301"`` (to ``location``). ``"ok"`` answers the first ten candidates by title, numbered,
     after ``latency`` seconds. Every request's Authorization header is recorded.
     """
 
     def __init__(self, latency: float = 0.0, faults: dict[str, list[str]] | None = None, retry_after: str = "1",
-                 slow_seconds: float = 1.0) -> None:
+                 slow_seconds: float = 1.0, location: str = "", port: int = 0) -> None:
         import collections
 
         self.latency = latency
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.retry_after = retry_after
         self.slow_seconds = slow_seconds
+        self.location = location
+        self.port = port
         self.attempts: collections.Counter[str] = collections.Counter()
         self.times: dict[str, list[float]] = collections.defaultdict(list)
         self.auth: list[str | None] = []
@@ -321,8 +324,9 @@ class ChatServer:
                             return
                         self._reply("Here you go:\n" + "\n".join(f"{k}. {titles[i]}"
                                                                   for k, i in enumerate(server_top10(titles), 1)))
-                    elif fault in ("429", "500", "503", "401", "400"):
-                        headers = {"Retry-After": server.retry_after} if fault == "429" else {}
+                    elif fault in ("429", "500", "503", "401", "400", "422", "301"):
+                        headers = ({"Retry-After": server.retry_after} if fault == "429" else
+                                   {"Location": server.location} if fault == "301" else {})
                         self._send(int(fault), b'{"error": {"message": "injected"}}', headers)
                     elif fault == "drop":
                         self.close_connection = True
@@ -343,7 +347,7 @@ class ChatServer:
                     with server._lock:
                         server.in_flight -= 1
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -8,7 +8,7 @@ import pytest
 from llm_fixtures import make_requests
 
 import rec_gym.llm.response_cache as response_cache
-from rec_gym.llm.protocol import LLMBackend
+from rec_gym.llm.protocol import BackendUnavailable, LLMBackend
 from rec_gym.llm.response_cache import CachedBackend, ResponseCache, request_key
 
 
@@ -22,15 +22,17 @@ class CountingBackend:
         self.fail_on_batch = fail_on_batch
         self.none_for = none_for
         self.unsettled_for = unsettled_for
-        self.unsettled: frozenset[int] = frozenset()
 
     def rank(self, requests):
         if self.fail_on_batch is not None and len(self.batches) == self.fail_on_batch:
             raise RuntimeError("backend died")
         self.batches.append([r.hint for r in requests])
-        self.unsettled = frozenset(i for i, r in enumerate(requests) if r.hint and r.hint == self.unsettled_for)
-        return [None if r.hint and r.hint in (self.none_for, self.unsettled_for) else list(range(len(r.candidates)))[::-1]
-                for r in requests]
+        rankings = [None if r.hint and r.hint in (self.none_for, self.unsettled_for) else
+                    list(range(len(r.candidates)))[::-1] for r in requests]
+        unsettled = {i for i, r in enumerate(requests) if r.hint and r.hint == self.unsettled_for}
+        if unsettled:
+            raise BackendUnavailable("server unreachable", rankings, unsettled, {"connection": len(unsettled)})
+        return rankings
 
 
 def test_hits_come_from_the_file_and_misses_from_the_backend(tmp_path):
@@ -82,8 +84,10 @@ def test_no_ranking_is_stored_but_an_unsettled_request_is_not(tmp_path):
     hints = (None, "garbled reply", "server unreachable")
     requests = make_requests(n_sessions=1, hints=hints)
     backend = CountingBackend(none_for="garbled reply", unsettled_for="server unreachable")
-    out = CachedBackend(backend, tmp_path / "r.sqlite").rank(requests)
-    assert out[1] is None and out[2] is None
+    with pytest.raises(BackendUnavailable) as err:
+        CachedBackend(backend, tmp_path / "r.sqlite").rank(requests)
+    out = err.value.rankings
+    assert err.value.unsettled == {2} and out[0] is not None and out[1] is None
     rows = ResponseCache(tmp_path / "r.sqlite").dump()
     assert len(rows) == 2 and sorted(r[3] is None for r in rows) == [False, True]
     retry = CountingBackend()
@@ -91,13 +95,43 @@ def test_no_ranking_is_stored_but_an_unsettled_request_is_not(tmp_path):
     assert retry.batches == [["server unreachable"]] and out[1] is None and out[2] is not None
 
 
-def test_unsettled_can_be_made_an_error_after_storing_the_rest(tmp_path):
-    requests = make_requests(n_sessions=1, hints=(None, "server unreachable"))
-    cached = CachedBackend(CountingBackend(unsettled_for="server unreachable"), tmp_path / "r.sqlite",
-                           raise_on_unsettled=True)
-    with pytest.raises(response_cache.UnsettledRequests, match="1 request"):
-        cached.rank(requests)
+def test_unavailability_stops_at_the_first_batch_and_reports_every_request_not_answered(tmp_path):
+    # 2 sessions of 2 requests, one per batch: the first batch loses its hinted request, the second is never sent.
+    requests = make_requests(n_sessions=2, hints=(None, "server unreachable"))
+    backend = CountingBackend(unsettled_for="server unreachable")
+    with pytest.raises(BackendUnavailable, match="server unreachable") as err:
+        CachedBackend(backend, tmp_path / "r.sqlite", batch_size=2).rank(requests)
+    assert err.value.unsettled == {1, 2, 3} and len(backend.batches) == 1
     assert len(ResponseCache(tmp_path / "r.sqlite")) == 1
+
+
+def test_a_damaged_stored_ranking_is_never_returned_and_is_computed_again(tmp_path):
+    import sqlite3
+
+    requests = make_requests(n_sessions=1, hints=(None, "a"), n_candidates=20)
+    first = CachedBackend(CountingBackend(), tmp_path / "r.sqlite").rank(requests)
+    conn = sqlite3.connect(tmp_path / "r.sqlite")
+    key = request_key("counting-v1", requests[1])
+    for blob in (bytes([99, 0]) + bytes(2), bytes([3, 0, 3, 0])):  # position 99 of 20; position 3 twice
+        conn.execute("UPDATE responses SET ranking = ? WHERE key = ?", (blob, key))
+        conn.commit()
+        again = CountingBackend()
+        cached = CachedBackend(again, tmp_path / "r.sqlite")
+        assert cached.rank(requests) == first and cached.damaged == 1 and again.batches == [["a"]]
+        assert response_cache._decode(conn.execute("SELECT ranking FROM responses WHERE key = ?", (key,)).fetchone()[0]) \
+            == first[1]  # the row was replaced by the recomputed answer
+
+
+def test_a_cache_damaged_mid_run_names_the_file_and_the_fix(tmp_path):
+    path = tmp_path / "r.sqlite"
+    cached = CachedBackend(CountingBackend(), path)
+    cached.rank(make_requests(n_sessions=3))
+    cached.close()
+    data = bytearray(path.read_bytes())
+    data[100:] = b"\xff" * (len(data) - 100)  # every page after the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(response_cache.DamagedCache, match=r"r\.sqlite is damaged .*move it aside"):
+        CachedBackend(CountingBackend(), path).rank(make_requests(n_sessions=1))
 
 
 def test_a_cached_backend_pickles_without_its_connection(tmp_path):

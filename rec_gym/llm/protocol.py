@@ -8,6 +8,13 @@ records as the target not being ranked.
 
 ``name`` identifies the backend, model and revision; it goes into every cache key and every
 feedback table's provenance, so two backends that can rank differently must have different names.
+
+Settled and unsettled: a ranking (or ``None``, "the model replied and its reply ranks nothing") is an
+answer and may be stored. A request that never reached the model, or whose reply never arrived
+(connection refused, timeouts, 5xx after retries), has no answer: a backend raises
+:class:`BackendUnavailable` for it, carrying the answers of the other requests of the call, and
+nothing is stored for it anywhere. A request the server refuses for reasons that retrying cannot fix
+(a wrong URL, model or key; HTTP 4xx) raises :class:`BackendConfigError`.
 """
 
 from __future__ import annotations
@@ -32,6 +39,28 @@ class RankRequest:
 
 
 Ranking = list[int] | None
+
+
+class BackendUnavailable(ConnectionError):
+    """Some requests of a call never got an answer; the others' answers are in ``rankings``.
+
+    Attributes:
+        rankings: one entry per request of the call, as ``rank`` would have returned them; entries
+            whose index is in ``unsettled`` are ``None`` and mean nothing.
+        unsettled: indices of the requests that got no answer.
+        causes: how many of them failed for each cause (``"timeout"``, ``"connection"``, ``"5xx"``, ...).
+    """
+
+    def __init__(self, message: str, rankings: "list[Ranking]", unsettled: "frozenset[int] | set[int]",
+                 causes: "dict[str, int] | None" = None) -> None:
+        super().__init__(message)
+        self.rankings = list(rankings)
+        self.unsettled = frozenset(unsettled)
+        self.causes = dict(causes or {})
+
+
+class BackendConfigError(RuntimeError):
+    """The backend refused a request in a way retrying cannot fix (wrong URL, model, key or parameters)."""
 
 
 @runtime_checkable

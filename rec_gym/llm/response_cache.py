@@ -10,8 +10,13 @@ Key of one request (:func:`request_key`): the backend ``name`` (model id, revisi
 ``TEMPLATE_VERSION``, the SHA-256 of the rendered prompt, the candidates' item ids, the hint and the
 domain. Nothing else (no API key, no path, no time) goes in, so the same request has the same key on
 every machine. Values are the ranking as little-endian uint16 candidate positions, or NULL for "no
-ranking". A ``None`` the backend lists in its ``unsettled`` attribute (a request that never reached
-the model, see :class:`~rec_gym.llm.openai_compat.OpenAIBackend`) is returned but not stored.
+ranking" (the model replied and its reply ranks nothing). Only answers are stored: when the backend
+raises :class:`~rec_gym.llm.protocol.BackendUnavailable`, the answers it carries are stored and the
+requests that got none are not, and the error goes on to the caller.
+
+Stored rankings are checked when read: a position outside the request's candidate set or a position
+listed twice (a damaged file) is never returned; the request is computed again and its row replaced.
+A file that SQLite cannot read raises :class:`DamagedCache`, naming the file and the fix.
 
 Schema (``PRAGMA user_version = 1``)::
 
@@ -31,15 +36,26 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from rec_gym.llm.prompts import TEMPLATE_VERSION, render_prompt
-from rec_gym.llm.protocol import LLMBackend, RankRequest, Ranking
+from rec_gym.llm.protocol import BackendUnavailable, LLMBackend, RankRequest, Ranking
 from rec_gym.storage import cache_dir, stable_hash
 
 SCHEMA_VERSION = 1
 _CHUNK = 500  # keys per SELECT: below SQLite's bound-parameter limit everywhere
 
 
-class UnsettledRequests(RuntimeError):
-    """Some requests never reached the model (e.g. the server stayed unreachable); nothing was stored for them."""
+class DamagedCache(ValueError):
+    """The response cache file cannot be read as an SQLite database."""
+
+
+def _damaged(path: Path, exc: BaseException) -> DamagedCache:
+    return DamagedCache(f"{path} is damaged ({exc}); it only saves LLM calls, so move it aside "
+                        f"(mv {path} {path}.corrupt, with its -wal and -shm files) and run again, or pass another "
+                        "response cache path")
+
+
+def valid_ranking(ranking: Ranking, n_candidates: int) -> bool:
+    """``None`` ("no ranking"), or distinct positions in ``0..n_candidates - 1``."""
+    return ranking is None or (all(0 <= p < n_candidates for p in ranking) and len(set(ranking)) == len(ranking))
 
 
 def default_cache_path() -> Path:
@@ -95,8 +111,7 @@ class ResponseCache:
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 conn.close()
-                raise ValueError(f"{self.path} is not a rec_gym response cache ({exc}); delete it or pass another "
-                                 "path") from None
+                raise _damaged(self.path, exc) from None
             self._conn = conn
         return self._conn
 
@@ -113,24 +128,33 @@ class ResponseCache:
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, blob in self.conn.execute(f"SELECT key, ranking FROM responses WHERE key IN ({marks})", chunk):
-                found[key] = _decode(blob)
+            try:
+                for key, blob in self.conn.execute(f"SELECT key, ranking FROM responses WHERE key IN ({marks})", chunk):
+                    found[key] = _decode(blob)
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
         return found
 
-    def put_many(self, backend_name: str, items: Sequence[tuple[str, Ranking]]) -> None:
-        """Store ``(key, ranking)`` pairs in one transaction (committed when this returns)."""
+    def put_many(self, backend_name: str, items: Sequence[tuple[str, Ranking]], replace: bool = False) -> None:
+        """Store ``(key, ranking)`` pairs in one transaction (committed when this returns).
+
+        A key already present keeps its first value, unless ``replace`` (used for rows found damaged).
+        """
         if not items:
             return
-        backend_id = self.backend_id(backend_name)
-        rows = [(key, backend_id, TEMPLATE_VERSION, _encode(ranking)) for key, ranking in items]
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany("INSERT OR IGNORE INTO responses (key, backend_id, template_version, ranking) "
-                                  "VALUES (?, ?, ?, ?)", rows)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            backend_id = self.backend_id(backend_name)
+            rows = [(key, backend_id, TEMPLATE_VERSION, _encode(ranking)) for key, ranking in items]
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO responses "
+                                      "(key, backend_id, template_version, ranking) VALUES (?, ?, ?, ?)", rows)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
 
     def __len__(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
@@ -159,16 +183,13 @@ class CachedBackend:
         path: the SQLite file (default :func:`default_cache_path`); shared by all backends.
         batch_size: most requests forwarded to ``backend`` per call (and per commit). A session's hints
             stay in one batch when they fit.
-        raise_on_unsettled: raise :class:`UnsettledRequests` (after storing the rest of the batch) when
-            the backend reports requests that never got an answer, instead of returning ``None`` for
-            them; what ``rec-gym precompute`` uses, so that a rerun retries them.
 
     Attributes:
         hits, misses: requests answered from the cache / computed by the backend, since creation.
+        damaged: stored rankings found invalid (and computed again), since creation.
     """
 
-    def __init__(self, backend: LLMBackend, path: str | os.PathLike | None = None, batch_size: int = 64,
-                 raise_on_unsettled: bool = False) -> None:
+    def __init__(self, backend: LLMBackend, path: str | os.PathLike | None = None, batch_size: int = 64) -> None:
         if not isinstance(backend, LLMBackend):
             raise TypeError(f"CachedBackend needs an object with `name` and `rank(requests)`, got {backend!r}")
         if batch_size < 1:
@@ -177,9 +198,9 @@ class CachedBackend:
         self.name = backend.name
         self.store = ResponseCache(path)
         self.batch_size = int(batch_size)
-        self.raise_on_unsettled = bool(raise_on_unsettled)
         self.hits = 0
         self.misses = 0
+        self.damaged = 0
 
     def __getattr__(self, attr: str) -> Any:
         # Everything else (generate, failures, ...) is the wrapped backend's.
@@ -211,28 +232,39 @@ class CachedBackend:
         return batches
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
-        """Cached rankings where present; the rest from the backend, stored batch by batch."""
+        """Cached rankings where present; the rest from the backend, stored batch by batch.
+
+        Raises :class:`~rec_gym.llm.protocol.BackendUnavailable` for the whole call at the first batch with
+        requests that got no answer, after storing every answer; its ``rankings`` hold all answers known.
+        """
         keys = [request_key(self.name, r) for r in requests]
         found = self.store.get_many(keys)
+        damaged = {k for i, k in enumerate(keys) if k in found and not valid_ranking(found[k], len(requests[i].candidates))}
+        for key in damaged:
+            del found[key]
+        self.damaged += len(damaged)
         todo: dict[str, int] = {}
         for i, key in enumerate(keys):
             if key not in found and key not in todo:
                 todo[key] = i
         self.hits += sum(1 for k in keys if k in found)
         for batch in self._batches(requests, list(todo.values())):
-            rankings = self.backend.rank([requests[i] for i in batch])
+            unsettled: frozenset[int] = frozenset()
+            try:
+                rankings = self.backend.rank([requests[i] for i in batch])
+            except BackendUnavailable as exc:
+                rankings, unsettled = exc.rankings, exc.unsettled
+                error = exc
             if len(rankings) != len(batch):
                 raise RuntimeError(f"backend {self.name!r} returned {len(rankings)} rankings for {len(batch)} requests")
-            unsettled = getattr(self.backend, "unsettled", frozenset())
-            self.store.put_many(self.name, [(keys[i], ranking) for j, (i, ranking) in enumerate(zip(batch, rankings))
-                                            if j not in unsettled])
-            self.misses += len(batch)
-            if unsettled and self.raise_on_unsettled:
-                raise UnsettledRequests(f"{len(unsettled)} request(s) to {self.name!r} never got an answer (the "
-                                        f"backend gave up retrying); the other {len(batch) - len(unsettled)} of the "
-                                        "batch are stored, and a rerun retries the rest")
-            for i, ranking in zip(batch, rankings):
-                found[keys[i]] = ranking
+            answers = [(keys[i], ranking) for j, (i, ranking) in enumerate(zip(batch, rankings)) if j not in unsettled]
+            self.store.put_many(self.name, [a for a in answers if a[0] not in damaged])
+            self.store.put_many(self.name, [a for a in answers if a[0] in damaged], replace=True)
+            self.misses += len(answers)
+            found.update(answers)
+            if unsettled:
+                missing = {i for i, key in enumerate(keys) if key not in found}
+                raise BackendUnavailable(str(error), [found.get(key) for key in keys], missing, error.causes)
         return [found[key] for key in keys]
 
     def close(self) -> None:
