@@ -81,7 +81,7 @@ def test_saved_table_round_trips_and_saving_merges_what_another_process_wrote(da
     full = FeedbackTable(provenance, np.arange(6), 4)
     full.fill(dataset, kb, ScriptedLLM())
     assert np.array_equal(loaded.ranks, full.ranks)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]  # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz", "t.npz.lock"]  # no temporary file left behind
 
 
 def test_loading_with_other_provenance_names_each_difference(dataset, kb, tmp_path):
@@ -96,5 +96,5 @@ def test_loading_with_other_provenance_names_each_difference(dataset, kb, tmp_pa
 def test_a_file_that_is_not_a_table_is_refused_with_its_path(tmp_path):
     path = tmp_path / "junk.npz"
     path.write_bytes(b"not a numpy file")
-    with pytest.raises(ValueError, match="junk.npz: not a rec_gym feedback table"):
+    with pytest.raises(ValueError, match="junk.npz: not a readable rec_gym feedback table"):
         FeedbackTable.load(path)

@@ -17,7 +17,7 @@ from rec_gym.data import load_dataset
 from rec_gym.data.embeddings import check_encoder, item_embeddings, session_observations
 from rec_gym.data.profile import session_profiles
 from rec_gym.data.types import SessionDataset
-from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, make_provenance
+from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, kb_variants, make_provenance
 from rec_gym.knowledge.base import KnowledgeBase, load_knowledge_base
 from rec_gym.llm import make_llm
 from rec_gym.llm.protocol import LLMBackend
@@ -77,10 +77,11 @@ class Re2LLMTask:
         self.observations = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
         self.observation_space = spaces.Box(np.concatenate(lows), 1.0, dtype=np.float32)
         provenance = make_provenance(self.dataset, split, self.kb, self.backend.name)
+        columns = dict(n_actions=len(self.kb) + 1, variants=kb_variants(self.kb), max_rank=self.dataset.candidates.shape[1])
         if persist or feedback_table is not None:
-            self.table = FeedbackTable.open(provenance, self.rows, len(self.kb) + 1, path=feedback_table)
+            self.table = FeedbackTable.open(provenance, self.rows, path=feedback_table, **columns)
         else:
-            self.table = FeedbackTable(provenance, self.rows, len(self.kb) + 1)
+            self.table = FeedbackTable(provenance, self.rows, **columns)
         # NDCG@10 and HR@10 of every possible rank code, so rewards are one array lookup.
         ranks = np.arange(n_candidates + 1)
         self.ndcg_of_rank = np.zeros(n_candidates + 1)
@@ -97,7 +98,11 @@ class Re2LLMTask:
         return len(self.kb) + 1
 
     def ensure(self, table_rows: Sequence[int] | np.ndarray, actions: Sequence[int] | np.ndarray) -> None:
-        """Fill the unknown entries among ``table_rows`` x ``actions`` (a live LLM call, when any)."""
+        """Fill the unknown entries among ``table_rows`` x ``actions`` (a live LLM call, when any).
+
+        Raises :class:`~rec_gym.llm.protocol.BackendUnavailable` when the backend got no answer for some
+        of them (naming the server and the cause); those stay unknown, so the same call succeeds later.
+        """
         table_rows, actions = np.atleast_1d(table_rows), np.atleast_1d(actions)
         if np.any(self.table.ranks[np.ix_(table_rows, actions)] == UNKNOWN):
             self.table.fill(self.dataset, self.kb, self.backend, table_rows, actions,

@@ -11,9 +11,11 @@ memory lookup. Examples::
 
 Resumable: every LLM answer goes to a response cache (SQLite, committed batch by batch) before it
 goes to the table, and the table itself is saved every ``--save-every`` pairs; a run that is killed,
-even with SIGKILL, and started again computes only what was not finished. A request the backend
-never got an answer for (a server that stayed unreachable) stops the run with exit status 1, keeping
-everything finished; run the same command again to retry.
+even with SIGKILL, and started again computes only what was not finished. Only answers are stored: a
+request the backend never got an answer for (a server that stayed unreachable) stops the run with
+exit status 1, keeping everything finished and storing nothing for it; a request the server refuses
+(HTTP 4xx, a redirect: a configuration error) stops it at once with exit status 2. Either way the
+backend's failure and retry counters are printed by cause; run the same command again to retry.
 
 Sharding: ``--shard i/n`` fills the ``i``-th of ``n`` contiguous blocks of the split's sessions into
 ``<table>.shard-i-of-n.npz`` beside the table; ``--merge`` joins all ``n`` shard files into the table
@@ -34,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable
-from rec_gym.llm.response_cache import CachedBackend, UnsettledRequests
+from rec_gym.llm.protocol import BackendConfigError, BackendUnavailable
+from rec_gym.llm.response_cache import CachedBackend
 
 # Env arguments that only shape stepping, not the table.
 _STEPPING_ONLY = ("reward", "sessions_per_episode", "render_mode", "encoder")
@@ -118,7 +121,7 @@ def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Pat
     kwargs.pop("llm", None)
     cached = None
     if not args.no_response_cache:
-        backend = cached = CachedBackend(backend, args.response_cache, raise_on_unsettled=True)
+        backend = cached = CachedBackend(backend, args.response_cache)
     table_path = args.table or kwargs.pop("feedback_table", None)
     kwargs.pop("feedback_table", None)
     accepted = set(inspect.signature(Re2LLMTask).parameters) - {"persist", "llm", "feedback_table", "llm_kwargs"}
@@ -141,9 +144,13 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
     try:
         table.fill(task.dataset, task.kb, task.backend, table_rows=rows, progress=not args.no_progress,
                    sessions_per_batch=args.sessions_per_batch, autosave_every=args.save_every)
-    except UnsettledRequests as exc:
-        print(f"stopped: {exc}. Run the same command again to continue.", file=sys.stderr)
+    except BackendUnavailable as exc:
+        print(f"stopped: {len(exc.unsettled)} request(s) never got an answer and nothing was stored for them ({exc}). "
+              "Run the same command again to continue.", file=sys.stderr)
         status = 1
+    except BackendConfigError as exc:
+        print(f"stopped: {exc}.", file=sys.stderr)
+        status = 2
     except KeyboardInterrupt:
         print("interrupted; what is finished is kept. Run the same command again to continue.", file=sys.stderr)
         status = 130
@@ -152,11 +159,17 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
     no_ranking = int(np.count_nonzero(table.ranks[rows] == NO_RANKING))
     calls = f"; backend computed {cached.misses}, response cache answered {cached.hits}" if cached else ""
     print(f"{table.path}: {known}/{total} pairs known ({no_ranking} with no usable ranking){calls}", flush=True)
+    for label in ("failures", "retries"):
+        counts = getattr(task.backend, label, None)
+        if counts:
+            print(f"backend {label} by cause: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), flush=True)
+    if cached is not None and cached.damaged:
+        print(f"{cached.damaged} damaged response-cache row(s) were computed again", flush=True)
     return status
 
 
 def _merge(task: Any, path: Path) -> int:
-    provenance, rows, n_actions = task.table.provenance, task.rows, task.n_actions
+    provenance, rows = task.table.provenance, task.rows
     shards: dict[int, dict[int, Path]] = {}
     for file in path.parent.glob(f"{path.stem}.shard-*-of-*{path.suffix}"):
         match = _SHARD_NAME.search(file.name[:-len(path.suffix)] if path.suffix else file.name)
@@ -169,9 +182,9 @@ def _merge(task: Any, path: Path) -> int:
     missing = [i for i in range(count) if i not in files]
     if missing:
         raise ValueError(f"--merge: shard(s) {missing} of {count} are missing; expected e.g. {shard_path(path, missing[0], count)}")
-    table = FeedbackTable.open(provenance, rows, n_actions, path=path)
+    table = task.table.opened_at(path)
     for i in range(count):
-        table.merge_from(FeedbackTable.load(files[i], expected=provenance, rows=rows))
+        table.merge_from(FeedbackTable.load(files[i], expected=provenance, rows=rows, max_rank=table.max_rank))
     table.save()
     unknown = int(np.count_nonzero(table.ranks == UNKNOWN))
     print(f"{path}: merged {count} shards; {table.n_known}/{table.ranks.size} pairs known", flush=True)
@@ -193,13 +206,12 @@ def run(args: argparse.Namespace) -> int:
         task, cached, path = _open_task(args)
         if args.merge:
             return _merge(task, path)
-        provenance, rows, n_actions = task.table.provenance, task.rows, task.n_actions
         if shard is None:
-            table = FeedbackTable.open(provenance, rows, n_actions, path=path)
-            status = _fill(task, table, np.arange(len(rows)), args, cached)
+            table = task.table.opened_at(path)
+            status = _fill(task, table, np.arange(len(task.rows)), args, cached)
             return status or (0 if table.complete else 1)
-        table = FeedbackTable.open(provenance, rows, n_actions, path=shard_path(path, *shard))
-        return _fill(task, table, shard_rows(len(rows), *shard), args, cached)
+        table = task.table.opened_at(shard_path(path, *shard))
+        return _fill(task, table, shard_rows(len(task.rows), *shard), args, cached)
     except (ValueError, OSError) as exc:
         print(f"rec-gym precompute: {exc}", file=sys.stderr)
         return 2

@@ -1,42 +1,83 @@
 """The feedback table: the environment's whole view of the LLM.
 
-An LLM call is a pure function of (model, template version, session, candidates, hint), so the
-environment never calls a model directly: it reads ``ranks[i, a]``, the 1-based rank the LLM gave
-the target of session ``i`` (row ``i`` of the split) when prompted with action ``a``'s hint (column 0
-= no hint). Entries are filled lazily during a live run or eagerly by ``rec-gym precompute``; a
-filled table makes an environment step a memory lookup.
+An LLM call is a pure function of (model, template version, session, candidates, prompt variant), so
+the environment never calls a model directly: it reads ``ranks[i, a]``, the 1-based rank the LLM gave
+the target of session ``i`` (row ``i`` of the split) when prompted with column ``a``'s variant of the
+prompt (for the hint envs, column ``a`` is action ``a``'s hint; column 0 = no hint). Entries are filled
+lazily during a live run or eagerly by ``rec-gym precompute``; a filled table makes an environment step
+a memory lookup.
 
-Codes in ``ranks`` (int16): ``1..n`` rank, ``0`` target not in the LLM's list, ``UNKNOWN`` (-1) not
-computed yet, ``NO_RANKING`` (-2) the backend returned nothing usable (an empty or garbled reply),
-which counts as the target not being ranked.
+Codes in ``ranks`` (int16): ``1..max_rank`` rank, ``0`` target not in the LLM's list, ``UNKNOWN`` (-1)
+not computed, ``NO_RANKING`` (-2) the model replied and its reply ranks nothing (an empty or garbled
+reply), which counts as the target not being ranked. Only answers are entries: a request that got no
+answer (:class:`~rec_gym.llm.protocol.BackendUnavailable`) leaves its entry ``UNKNOWN``.
 
-On disk a table is one ``.npz`` file (no pickle) holding ``ranks``, the dataset ``rows`` of the split
-and its ``provenance``: dataset and fingerprint, split, knowledge-base hash, prompt-template
-version and backend name. A table is only ever used with the provenance it was made for.
+Columns are identified by a **variant key** (:func:`variant_key`): a content hash of the canonical
+form of what the prompt adds (a set of hints, order-free, or a free text), so a one-hint set and the
+single hint share an entry whichever environment asked.
+
+On disk a table is one ``.npz`` file (no pickle) holding ``ranks``, the dataset ``rows`` of the split,
+the column ``variants``, a SHA-256 ``checksum`` of those arrays and the ``provenance``: dataset and
+fingerprint, split, knowledge-base hash, prompt-template version and backend name. A table is only
+ever used with the provenance it was made for.
+
+Concurrency: every save takes a lock file beside the table (``<table>.lock``), reads what is on disk,
+keeps every entry either side knows, and replaces the file atomically; a fill first takes in what
+other processes saved meanwhile. So any number of processes and threads filling one table end with
+every entry any of them computed, and rarely compute one twice. Under the lock, temporary files that a
+killed save left behind are removed. A file that cannot be read, or whose checksum does not match, is
+moved aside as ``<table>.corrupt`` (with a warning) and the table starts again from what the response
+cache and the backend give; rank codes outside the valid range are never used (they are computed again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import sys
+import threading
+import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from rec_gym.data.types import SessionDataset
 from rec_gym.knowledge.base import KnowledgeBase
 from rec_gym.llm.prompts import TEMPLATE_VERSION
-from rec_gym.llm.protocol import LLMBackend, RankRequest, target_rank
+from rec_gym.llm.protocol import BackendUnavailable, LLMBackend, RankRequest, target_rank
 from rec_gym.storage import atomic_path, cache_dir, stable_hash
 
 UNKNOWN = -1
 NO_RANKING = -2
+LOCK_TIMEOUT_S = 600.0  # a save holds the lock for the time it takes to write one table
 
 
 class ProvenanceMismatch(ValueError):
     """A stored table was made for another dataset, split, knowledge base, template or backend."""
+
+
+class DamagedTable(ValueError):
+    """A table file that cannot be read, or whose contents do not match their checksum."""
+
+
+def variant_key(hints: Iterable[str] = (), text: str | None = None) -> str:
+    """The key of one prompt variant: a set of hints (order-free; empty = the plain prompt) or a free text.
+
+    >>> variant_key(["b", "a"]) == variant_key(["a", "b"]) != variant_key(["a"])
+    True
+    """
+    canonical = {"hints": sorted({h.strip() for h in hints if h and h.strip()}), "text": text}
+    return stable_hash("variant-v1", canonical)
+
+
+def kb_variants(kb: KnowledgeBase) -> list[str]:
+    """The variant key of each action of a one-hint env: no hint, then the KB's hints in order."""
+    return [variant_key([hint] if hint else []) for hint in (kb.hint_for_action(a) for a in range(len(kb) + 1))]
 
 
 def make_provenance(dataset: SessionDataset, split: str, kb: KnowledgeBase, backend_name: str) -> dict[str, Any]:
@@ -51,27 +92,55 @@ def make_provenance(dataset: SessionDataset, split: str, kb: KnowledgeBase, back
     }
 
 
+def safe_name(text: str) -> str:
+    """``text`` as one file-name component: no separators, no leading dots (``"../x"`` -> ``"x"``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).lstrip("._")
+    return cleaned[:80] or "dataset"
+
+
+def _checksum(ranks: np.ndarray, rows: np.ndarray, variants: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in (np.ascontiguousarray(ranks, dtype="<i2"), np.ascontiguousarray(rows, dtype="<i8")):
+        digest.update(array.tobytes())
+    digest.update("\n".join(variants.tolist()).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _warn(message: str) -> None:
+    print(f"rec_gym: {message}", file=sys.stderr, flush=True)
+
+
 class FeedbackTable:
-    """Ranks of the target for every (session of a split, action) pair.
+    """Ranks of the target for every (session of a split, prompt variant) pair.
 
     Args:
         provenance: what the ranks were computed from (see :func:`make_provenance`).
         rows: int64 ``(n,)``: the dataset rows of the split's sessions, in table order.
-        n_actions: ``K + 1`` (column 0 is "no hint").
-        ranks: int16 ``(n, K + 1)``; all ``UNKNOWN`` when omitted.
+        n_actions: number of columns (``K + 1`` for a one-hint env; column 0 is "no hint").
+        ranks: int16 ``(n, n_actions)``; all ``UNKNOWN`` when omitted.
         path: where :meth:`save` writes; ``None`` keeps the table in memory only.
+        variants: the variant key of each column (default: the column index, for tables built by hand).
+        max_rank: the largest valid rank (the largest candidate set); larger codes are never used.
     """
 
     def __init__(self, provenance: dict[str, Any], rows: np.ndarray, n_actions: int,
-                 ranks: np.ndarray | None = None, path: str | os.PathLike | None = None) -> None:
+                 ranks: np.ndarray | None = None, path: str | os.PathLike | None = None,
+                 variants: Sequence[str] | None = None, max_rank: int = 2 ** 15 - 1) -> None:
         self.provenance = dict(provenance)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.ranks = (np.full((len(self.rows), n_actions), UNKNOWN, dtype=np.int16) if ranks is None
-                      else np.asarray(ranks, dtype=np.int16))
+                      else np.array(ranks, dtype=np.int16))
         if self.ranks.shape != (len(self.rows), n_actions):
             raise ValueError(f"ranks has shape {self.ranks.shape}, expected {(len(self.rows), n_actions)}")
+        self.variants = np.array([str(v) for v in (variants if variants is not None else range(n_actions))])
+        if len(self.variants) != n_actions:
+            raise ValueError(f"{len(self.variants)} variant keys for {n_actions} columns")
+        self.max_rank = int(max_rank)
         self.path = Path(path) if path is not None else None
         self._unsaved = 0
+        self._seen_mtime: int | None = -1  # the file's mtime when this process last read it (None: absent; -1: never)
+        self._mutex = threading.RLock()
+        self.invalid_codes = self._drop_invalid(self.ranks)
 
     @property
     def key(self) -> str:
@@ -79,28 +148,57 @@ class FeedbackTable:
 
     @staticmethod
     def default_path(provenance: dict[str, Any], rows: np.ndarray) -> Path:
-        return cache_dir("feedback") / f"{provenance['dataset']}-{provenance['split']}-{stable_hash(provenance, np.asarray(rows).tolist())}.npz"
+        """Under ``$REC_GYM_CACHE/feedback``, named by provenance; never outside that folder."""
+        name = f"{safe_name(provenance['dataset'])}-{safe_name(provenance['split'])}-" \
+               f"{stable_hash(provenance, np.asarray(rows).tolist())}.npz"
+        return cache_dir("feedback") / name
 
+    # ------------------------------------------------------------------------------------------ files
     @classmethod
     def open(cls, provenance: dict[str, Any], rows: np.ndarray, n_actions: int,
-             path: str | os.PathLike | None = None) -> "FeedbackTable":
-        """The table stored at ``path`` (default: under the cache, named by provenance), or a new empty one."""
+             path: str | os.PathLike | None = None, variants: Sequence[str] | None = None,
+             max_rank: int = 2 ** 15 - 1) -> "FeedbackTable":
+        """The table stored at ``path`` (default: under the cache, named by provenance), or a new empty one.
+
+        A damaged file there is moved aside as ``<name>.corrupt`` (saying so) and a new table starts.
+        """
         path = Path(path) if path is not None else cls.default_path(provenance, rows)
-        if path.exists():
-            return cls.load(path, expected=provenance, rows=rows)
-        return cls(provenance, rows, n_actions, path=path)
+        table = cls(provenance, rows, n_actions, path=path, variants=variants, max_rank=max_rank)
+        table.refresh()
+        return table
+
+    def opened_at(self, path: str | os.PathLike) -> "FeedbackTable":
+        """The table of the same provenance, sessions and columns stored at ``path`` (or a new empty one)."""
+        return FeedbackTable.open(self.provenance, self.rows, self.ranks.shape[1], path=path,
+                                  variants=self.variants.tolist(), max_rank=self.max_rank)
 
     @classmethod
     def load(cls, path: str | os.PathLike, expected: dict[str, Any] | None = None,
-             rows: np.ndarray | None = None) -> "FeedbackTable":
-        """Read a table; with ``expected``, refuse one whose provenance or sessions differ."""
+             rows: np.ndarray | None = None, max_rank: int = 2 ** 15 - 1) -> "FeedbackTable":
+        """Read a table; with ``expected``, refuse one whose provenance or sessions differ.
+
+        Raises :class:`DamagedTable` for a file that is not a readable table or fails its checksum.
+        """
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 ranks, stored_rows = data["ranks"], data["rows"]
                 provenance = json.loads(str(data["provenance"]))
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a rec_gym feedback table ({exc}); delete it or point to another file") from None
+                variants = data["variants"] if "variants" in data.files else np.arange(ranks.shape[1]).astype(str)
+                checksum = str(data["checksum"]) if "checksum" in data.files else None
+        except FileNotFoundError:
+            raise
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            raise DamagedTable(f"{path}: not a readable rec_gym feedback table (truncated, damaged or another kind of "
+                               f"file); move it aside (mv {path} {path}.corrupt) and fill it again with "
+                               "`rec-gym precompute`") from None
+        if ranks.ndim != 2 or stored_rows.ndim != 1 or ranks.shape[0] != len(stored_rows) or \
+                len(variants) != ranks.shape[1]:
+            raise DamagedTable(f"{path}: arrays of inconsistent shapes (ranks {ranks.shape}, rows {stored_rows.shape}); "
+                               "move it aside and fill it again with `rec-gym precompute`")
+        if checksum is not None and checksum != _checksum(ranks, stored_rows, variants):
+            raise DamagedTable(f"{path}: contents do not match their checksum (the file was damaged after it was "
+                               "written); move it aside and fill it again with `rec-gym precompute`")
         if expected is not None:
             diff = {k: (provenance.get(k), v) for k, v in expected.items() if provenance.get(k) != v}
             if diff:
@@ -110,34 +208,95 @@ class FeedbackTable:
         if rows is not None and not np.array_equal(stored_rows, rows):
             raise ProvenanceMismatch(f"{path} covers other sessions than the env's split; rebuild it with "
                                      "`rec-gym precompute`")
-        return cls(provenance, stored_rows, ranks.shape[1], ranks, path=path)
+        table = cls(provenance, stored_rows, ranks.shape[1], ranks, path=path, variants=variants.tolist(),
+                    max_rank=max_rank)
+        if table.invalid_codes:
+            _warn(f"{path}: {table.invalid_codes} rank code(s) outside -2..{max_rank} are ignored and will be "
+                  "computed again")
+        return table
+
+    def _lock(self, path: Path) -> FileLock:
+        return FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S)
+
+    def _read_locked(self, path: Path) -> "FeedbackTable | None":
+        """The table on disk at ``path`` (lock held): ``None`` when absent; a damaged one is moved aside."""
+        for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+            orphan.unlink(missing_ok=True)  # a save killed mid-write; live saves hold the lock we hold
+        if not path.exists():
+            return None
+        try:
+            return FeedbackTable.load(path, expected=self.provenance, rows=self.rows, max_rank=self.max_rank)
+        except DamagedTable as exc:
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            _warn(f"{exc.args[0].split(';')[0]}; moved aside to {aside}; the table starts again (answers in the "
+                  "response cache are reused)")
+            return None
+
+    def refresh(self) -> int:
+        """Take in the entries other processes saved to this table's file since it was last read.
+
+        Cheap when the file has not changed (one ``stat``). Returns the number of entries taken in.
+        """
+        if self.path is None:
+            return 0
+        try:
+            mtime: int | None = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._seen_mtime:
+            return 0
+        with self._mutex, self._lock(self.path):
+            other = self._read_locked(self.path)
+            self._seen_mtime = self.path.stat().st_mtime_ns if self.path.exists() else None
+            return self.merge_from(other) if other is not None else 0
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write atomically, keeping entries another process saved to the same file meanwhile."""
+        """Write atomically under the table's lock, keeping every entry another process saved meanwhile."""
         path = Path(path) if path is not None else self.path
         if path is None:
             raise ValueError("this table has no path; pass save(path=...)")
-        if path.exists():
-            try:
-                other = FeedbackTable.load(path, expected=self.provenance, rows=self.rows)
+        with self._mutex, self._lock(path):
+            other = self._read_locked(path)
+            if other is not None:
                 self.merge_from(other)
-            except (ProvenanceMismatch, ValueError):
-                pass  # A different or broken file at this path is replaced, never mixed in.
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, ranks=self.ranks, rows=self.rows,
-                         provenance=np.array(json.dumps(self.provenance, sort_keys=True)))
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, ranks=self.ranks, rows=self.rows, variants=self.variants,
+                             checksum=np.array(_checksum(self.ranks, self.rows, self.variants)),
+                             provenance=np.array(json.dumps(self.provenance, sort_keys=True)))
+            self._seen_mtime = path.stat().st_mtime_ns
         self.path = path
         self._unsaved = 0
         return path
 
-    def merge_from(self, other: "FeedbackTable") -> None:
-        """Copy every entry ``other`` knows and this table does not (same provenance and rows required)."""
+    def merge_from(self, other: "FeedbackTable") -> int:
+        """Copy every entry ``other`` knows and this table does not; returns how many.
+
+        Columns are matched by variant key; same provenance and rows required.
+        """
         if other.provenance != self.provenance or not np.array_equal(other.rows, self.rows):
             raise ProvenanceMismatch("cannot merge feedback tables of different provenance or sessions")
-        fill = (self.ranks == UNKNOWN) & (other.ranks != UNKNOWN)
-        self.ranks[fill] = other.ranks[fill]
+        mine = {v: j for j, v in enumerate(self.variants.tolist())}
+        cols = [(mine[v], j) for j, v in enumerate(other.variants.tolist()) if v in mine]
+        if not cols:
+            return 0
+        dst, src = (np.array(c) for c in zip(*cols))
+        theirs = other.ranks[:, src]
+        with self._mutex:
+            fill = (self.ranks[:, dst] == UNKNOWN) & (theirs != UNKNOWN)
+            block = self.ranks[:, dst]
+            block[fill] = theirs[fill]
+            self.ranks[:, dst] = block
+        return int(fill.sum())
 
+    def _drop_invalid(self, ranks: np.ndarray) -> int:
+        """Set codes outside ``NO_RANKING..max_rank`` to ``UNKNOWN`` (computed again, never used)."""
+        bad = (ranks < NO_RANKING) | (ranks > self.max_rank)
+        ranks[bad] = UNKNOWN
+        return int(bad.sum())
+
+    # ------------------------------------------------------------------------------------------ contents
     @property
     def n_known(self) -> int:
         return int(np.count_nonzero(self.ranks != UNKNOWN))
@@ -151,9 +310,13 @@ class FeedbackTable:
              progress: bool = False, sessions_per_batch: int = 8, autosave_every: int = 0) -> int:
         """Compute the unknown entries of ``table_rows`` x ``actions`` (default: all) with ``backend``.
 
-        The requests of one session (all its missing hints) go to the backend together, so backends
-        that share the session prefix across hints can. Returns the number of entries filled.
+        Entries other processes saved meanwhile are taken in first. The requests of one session (all its
+        missing hints) go to the backend together, so backends that share the session prefix across
+        hints can. Returns the number of entries filled. When the backend raises
+        :class:`~rec_gym.llm.protocol.BackendUnavailable`, the answers it did get are kept (and saved,
+        for a table with a path) and the error goes on: nothing is written for the others.
         """
+        self.refresh()
         table_rows = np.arange(len(self.rows)) if table_rows is None else np.asarray(table_rows)
         actions = np.arange(self.ranks.shape[1]) if actions is None else np.asarray(actions)
         todo = [(i, actions[self.ranks[i, actions] == UNKNOWN]) for i in table_rows]
@@ -161,26 +324,42 @@ class FeedbackTable:
         filled = 0
         bar = tqdm(total=sum(a.size for _, a in todo), desc="feedback (session, hint) pairs", unit="pair",
                    disable=not progress, dynamic_ncols=True)
-        for start in range(0, len(todo), sessions_per_batch):
-            batch = todo[start:start + sessions_per_batch]
-            requests, where = [], []
-            for i, acts in batch:
-                base = self.request(dataset, int(i))
-                for a in acts:
-                    requests.append(base.with_hint(kb.hint_for_action(int(a))))
-                    where.append((int(i), int(a)))
-            rankings = backend.rank(requests)
-            if len(rankings) != len(requests):
-                raise RuntimeError(f"backend {backend.name!r} returned {len(rankings)} rankings for {len(requests)} requests")
-            for (i, a), ranking in zip(where, rankings):
-                row = self.rows[i]
-                self.ranks[i, a] = NO_RANKING if ranking is None else target_rank(ranking, int(dataset.target_pos[row]))
-            filled += len(requests)
-            self._unsaved += len(requests)
-            bar.update(len(requests))
-            if autosave_every and self._unsaved >= autosave_every and self.path is not None:
-                self.save()
-        bar.close()
+        try:
+            for start in range(0, len(todo), sessions_per_batch):
+                batch = todo[start:start + sessions_per_batch]
+                requests, where = [], []
+                for i, acts in batch:
+                    base = self.request(dataset, int(i))
+                    for a in acts:
+                        requests.append(base.with_hint(kb.hint_for_action(int(a))))
+                        where.append((int(i), int(a)))
+                unsettled: frozenset[int] = frozenset()
+                try:
+                    rankings = backend.rank(requests)
+                except BackendUnavailable as exc:
+                    rankings, unsettled = exc.rankings, exc.unsettled
+                    error = exc
+                if len(rankings) != len(requests):
+                    raise RuntimeError(f"backend {backend.name!r} returned {len(rankings)} rankings for "
+                                       f"{len(requests)} requests")
+                with self._mutex:
+                    for k, ((i, a), ranking) in enumerate(zip(where, rankings)):
+                        if k not in unsettled:
+                            row = self.rows[i]
+                            self.ranks[i, a] = (NO_RANKING if ranking is None
+                                                else target_rank(ranking, int(dataset.target_pos[row])))
+                answered = len(requests) - len(unsettled)
+                filled += answered
+                self._unsaved += answered
+                bar.update(answered)
+                if unsettled:
+                    if self.path is not None and self._unsaved:
+                        self.save()
+                    raise error
+                if autosave_every and self._unsaved >= autosave_every and self.path is not None:
+                    self.save()
+        finally:
+            bar.close()
         return filled
 
     def request(self, dataset: SessionDataset, i: int) -> RankRequest:
