@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rec_gym.data.types import Catalog, Item, SessionDataset
-from rec_gym.feedback.table import FeedbackTable, kb_variants, make_provenance
+from rec_gym.feedback.table import FeedbackTable, kb_columns, make_provenance
 from rec_gym.knowledge import load_knowledge_base
 
 N_SESSIONS = 40
@@ -34,7 +34,7 @@ class PositionLLM:
 
 
 def tiny_case():
-    """(dataset, kb, provenance, variants) of a 40-session, 3-hint table."""
+    """(dataset, kb, provenance, columns) of a 40-session, 3-hint table."""
     catalog = Catalog([Item(str(i), f"Film {i}") for i in range(60)])
     history = np.array([[i % 60, (i + 1) % 60, (i + 2) % 60] for i in range(N_SESSIONS)], dtype=np.int32)
     candidates = np.array([[(i + k) % 60 for k in range(10, 20)] for i in range(N_SESSIONS)], dtype=np.int32)
@@ -42,18 +42,18 @@ def tiny_case():
     dataset = SessionDataset("tiny", catalog, history, target, candidates, np.array(["train"] * N_SESSIONS),
                              np.array([f"s{i}" for i in range(N_SESSIONS)]), "fp")
     kb = load_knowledge_base(["ab", "abcd", "abcdef"])
-    return dataset, kb, make_provenance(dataset, "train", kb, PositionLLM.name), kb_variants(kb)
+    return dataset, kb, make_provenance(dataset, "train", kb, PositionLLM.name), kb_columns(kb)
 
 
 def open_table(path: str | Path) -> FeedbackTable:
-    dataset, kb, provenance, variants = tiny_case()
-    return FeedbackTable.open(provenance, np.arange(N_SESSIONS), len(kb) + 1, path=path, variants=variants, max_rank=10)
+    _, _, provenance, columns = tiny_case()
+    return FeedbackTable.open(provenance, np.arange(N_SESSIONS), columns, path=path, max_rank=10)
 
 
 def main(path: str, first: int, last: int, ready: str, go: str) -> None:
-    dataset, kb, _, _ = tiny_case()
+    dataset = tiny_case()[0]
     table = open_table(path)
-    table.fill(dataset, kb, PositionLLM(), table_rows=range(first, last))
+    table.fill(dataset, PositionLLM(), table_rows=range(first, last))
     Path(ready).touch()
     deadline = time.monotonic() + 60
     while not Path(go).exists() and time.monotonic() < deadline:

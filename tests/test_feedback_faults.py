@@ -36,9 +36,9 @@ RACE_TRIALS = 20
 
 
 def expected_full_table() -> np.ndarray:
-    dataset, kb, provenance, variants = tiny_case()
-    full = FeedbackTable(provenance, np.arange(N_SESSIONS), len(kb) + 1, variants=variants, max_rank=10)
-    full.fill(dataset, kb, PositionLLM())
+    dataset, _, provenance, columns = tiny_case()
+    full = FeedbackTable(provenance, np.arange(N_SESSIONS), columns, max_rank=10)
+    full.fill(dataset, PositionLLM())
     return full.ranks
 
 
@@ -72,7 +72,7 @@ def test_threads_saving_one_table_at_once_lose_nothing(tmp_path):
     tables = [open_table(path) for _ in range(n_threads)]
     blocks = np.array_split(np.arange(N_SESSIONS), n_threads)
     for table, rows in zip(tables, blocks):
-        table.fill(dataset, kb, PositionLLM(), table_rows=rows)
+        table.fill(dataset, PositionLLM(), table_rows=rows)
     barrier = threading.Barrier(n_threads)
 
     def save(table):
@@ -91,7 +91,7 @@ def test_a_fill_takes_in_what_another_process_saved_instead_of_computing_it_agai
     dataset, kb, _, _ = tiny_case()
     path = tmp_path / "t.npz"
     first, second = open_table(path), open_table(path)
-    first.fill(dataset, kb, PositionLLM(), table_rows=range(10))
+    first.fill(dataset, PositionLLM(), table_rows=range(10))
     first.save()
 
     class Counting(PositionLLM):
@@ -101,7 +101,7 @@ def test_a_fill_takes_in_what_another_process_saved_instead_of_computing_it_agai
             Counting.calls += len(requests)
             return super().rank(requests)
 
-    assert second.fill(dataset, kb, Counting(), table_rows=range(20)) == 10 * 4 and Counting.calls == 10 * 4
+    assert second.fill(dataset, Counting(), table_rows=range(20)) == 10 * 4 and Counting.calls == 10 * 4
 
 
 def test_subproc_vec_env_workers_filling_lazily_lose_no_entry(tmp_path, monkeypatch):
@@ -194,7 +194,7 @@ def test_precompute_against_a_server_that_is_down_exits_1_with_counters_and_stor
 def _filled_table(path: Path) -> FeedbackTable:
     dataset, kb, _, _ = tiny_case()
     table = open_table(path)
-    table.fill(dataset, kb, PositionLLM())
+    table.fill(dataset, PositionLLM())
     table.save()
     return table
 
@@ -218,7 +218,7 @@ def test_a_damaged_table_is_moved_aside_with_a_warning_and_filled_again(tmp_path
     assert table.n_known == 0 and (tmp_path / "t.npz.corrupt").read_bytes() == bytes(data)
     assert "moved aside" in capsys.readouterr().err
     dataset, kb, _, _ = tiny_case()
-    table.fill(dataset, kb, PositionLLM())
+    table.fill(dataset, PositionLLM())
     table.save()
     assert np.array_equal(FeedbackTable.load(path).ranks, expected_full_table())
 
@@ -227,7 +227,7 @@ def _rewrite(path: Path, ranks: np.ndarray, checksum: str | None = None) -> None
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     arrays["ranks"] = ranks
-    arrays["checksum"] = np.array(checksum or _checksum(ranks, arrays["rows"], arrays["variants"]))
+    arrays["checksum"] = np.array(checksum or _checksum(ranks, arrays["rows"], str(arrays["columns"])))
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -237,7 +237,9 @@ def test_a_changed_rank_that_the_zip_format_cannot_see_fails_the_checksum(tmp_pa
     table = _filled_table(path)
     ranks = table.ranks.copy()
     ranks[0, 0] = 0 if ranks[0, 0] == 1 else 1  # rank 1 <-> not ranked, as a flipped bit would do
-    _rewrite(path, ranks, checksum=_checksum(table.ranks, table.rows, table.variants))
+    with np.load(path) as data:
+        columns_json = str(data["columns"])
+    _rewrite(path, ranks, checksum=_checksum(table.ranks, table.rows, columns_json))
     with pytest.raises(DamagedTable, match="checksum"):
         FeedbackTable.load(path)
 
@@ -252,7 +254,7 @@ def test_rank_codes_out_of_range_are_never_used_and_are_computed_again(tmp_path,
     assert "3 rank code(s) outside -2..10" in capsys.readouterr().err
     assert loaded.ranks[1, 1] == loaded.ranks[2, 2] == loaded.ranks[3, 3] == UNKNOWN
     dataset, kb, _, _ = tiny_case()
-    assert loaded.fill(dataset, kb, PositionLLM()) == 3
+    assert loaded.fill(dataset, PositionLLM()) == 3
     assert np.array_equal(loaded.ranks, expected_full_table())
 
 
@@ -275,7 +277,7 @@ def test_temporary_files_of_a_save_killed_with_sigkill_are_removed_when_the_tabl
     script = (
         "import numpy as np, sys\n"
         "from rec_gym.feedback.table import FeedbackTable\n"
-        "t = FeedbackTable({'dataset': 'big', 'split': 'train'}, np.arange(400_000), 21, path=sys.argv[1])\n"
+        "t = FeedbackTable({'dataset': 'big', 'split': 'train'}, np.arange(400_000), [[str(k)] for k in range(21)], path=sys.argv[1])\n"
         "t.ranks[:] = 3\n"
         "while True:\n"
         "    t.save()\n")
@@ -293,7 +295,8 @@ def test_temporary_files_of_a_save_killed_with_sigkill_are_removed_when_the_tabl
     proc.kill()
     proc.wait()
     assert killed_mid_save
-    table = FeedbackTable.open({"dataset": "big", "split": "train"}, np.arange(400_000), 21, path=path)
+    table = FeedbackTable.open({"dataset": "big", "split": "train"}, np.arange(400_000), [[str(k)] for k in range(21)],
+                               path=path)
     assert not list(tmp_path.glob(".big.npz.*.tmp"))
     assert table.n_known in (0, table.ranks.size)  # the file holds the last whole save, or none was finished
 
@@ -309,7 +312,7 @@ def test_a_dataset_name_cannot_put_a_table_outside_the_cache(name):
 
 
 def test_no_ranking_stays_an_answer_and_unknown_is_never_stored_for_no_answer(tmp_path):
-    dataset, kb, provenance, variants = tiny_case()
+    dataset, _, provenance, columns = tiny_case()
 
     class HalfDown(PositionLLM):
         def rank(self, requests):
@@ -317,8 +320,8 @@ def test_no_ranking_stays_an_answer_and_unknown_is_never_stored_for_no_answer(tm
             rankings[0] = None  # a reply that ranks nothing: an answer
             raise BackendUnavailable("down", rankings, set(range(1, len(requests))))
 
-    table = FeedbackTable(provenance, np.arange(N_SESSIONS), len(kb) + 1, path=tmp_path / "t.npz", variants=variants)
+    table = FeedbackTable(provenance, np.arange(N_SESSIONS), columns, path=tmp_path / "t.npz")
     with pytest.raises(BackendUnavailable):
-        table.fill(dataset, kb, HalfDown(), table_rows=[5])
+        table.fill(dataset, HalfDown(), table_rows=[5])
     saved = FeedbackTable.load(tmp_path / "t.npz")
     assert saved.ranks[5].tolist() == [NO_RANKING, UNKNOWN, UNKNOWN, UNKNOWN]

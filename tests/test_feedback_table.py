@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rec_gym.data.types import Catalog, Item, SessionDataset
-from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, ProvenanceMismatch, make_provenance
+from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, ProvenanceMismatch, kb_columns, make_provenance
 from rec_gym.knowledge import load_knowledge_base
 
 
@@ -47,9 +47,9 @@ def kb():
 
 
 def test_fill_records_the_rank_of_the_target_for_each_hint(dataset, kb):
-    table = FeedbackTable(make_provenance(dataset, "train", kb, "scripted"), np.arange(6), len(kb) + 1)
+    table = FeedbackTable(make_provenance(dataset, "train", kb, "scripted"), np.arange(6), kb_columns(kb))
     llm = ScriptedLLM()
-    assert table.fill(dataset, kb, llm) == 6 * 4 and llm.calls == 24
+    assert table.fill(dataset, llm) == 6 * 4 and llm.calls == 24
     # Session 2's target is at position 2: the hint "ab" (length 2) puts position 2 first.
     assert table.ranks[2, 1] == 1
     # No hint puts position 0 first, so the target at position 2 is third.
@@ -59,34 +59,34 @@ def test_fill_records_the_rank_of_the_target_for_each_hint(dataset, kb):
 
 
 def test_fill_computes_only_unknown_entries(dataset, kb):
-    table = FeedbackTable(make_provenance(dataset, "train", kb, "scripted"), np.arange(6), len(kb) + 1)
+    table = FeedbackTable(make_provenance(dataset, "train", kb, "scripted"), np.arange(6), kb_columns(kb))
     llm = ScriptedLLM()
-    table.fill(dataset, kb, llm, table_rows=[0, 1], actions=[0, 2])
+    table.fill(dataset, llm, table_rows=[0, 1], columns=[0, 2])
     assert llm.calls == 4 and table.n_known == 4 and (table.ranks[2:] == UNKNOWN).all()
-    table.fill(dataset, kb, llm, table_rows=[0, 1, 2], actions=[0, 2])
+    table.fill(dataset, llm, table_rows=[0, 1, 2], columns=[0, 2])
     assert llm.calls == 6
 
 
 def test_saved_table_round_trips_and_saving_merges_what_another_process_wrote(dataset, kb, tmp_path):
     provenance = make_provenance(dataset, "train", kb, "scripted")
     path = tmp_path / "t.npz"
-    a = FeedbackTable(provenance, np.arange(6), 4, path=path)
-    b = FeedbackTable(provenance, np.arange(6), 4, path=path)
-    a.fill(dataset, kb, ScriptedLLM(), table_rows=[0, 1, 2])
+    a = FeedbackTable(provenance, np.arange(6), kb_columns(kb), path=path)
+    b = FeedbackTable(provenance, np.arange(6), kb_columns(kb), path=path)
+    a.fill(dataset, ScriptedLLM(), table_rows=[0, 1, 2])
     a.save()
-    b.fill(dataset, kb, ScriptedLLM(), table_rows=[3, 4, 5])
+    b.fill(dataset, ScriptedLLM(), table_rows=[3, 4, 5])
     b.save()
     loaded = FeedbackTable.load(path, expected=provenance)
     assert loaded.complete and loaded.provenance == provenance
-    full = FeedbackTable(provenance, np.arange(6), 4)
-    full.fill(dataset, kb, ScriptedLLM())
+    full = FeedbackTable(provenance, np.arange(6), kb_columns(kb))
+    full.fill(dataset, ScriptedLLM())
     assert np.array_equal(loaded.ranks, full.ranks)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz", "t.npz.lock"]  # no temporary file left behind
 
 
 def test_loading_with_other_provenance_names_each_difference(dataset, kb, tmp_path):
     path = tmp_path / "t.npz"
-    FeedbackTable(make_provenance(dataset, "train", kb, "scripted"), np.arange(6), 4, path=path).save()
+    FeedbackTable(make_provenance(dataset, "train", kb, "scripted"), np.arange(6), kb_columns(kb), path=path).save()
     with pytest.raises(ProvenanceMismatch, match="backend: table has 'scripted', env needs 'other'"):
         FeedbackTable.load(path, expected=make_provenance(dataset, "train", kb, "other"))
     with pytest.raises(ProvenanceMismatch, match="other sessions"):

@@ -17,7 +17,7 @@ from rec_gym.data import load_dataset
 from rec_gym.data.embeddings import check_encoder, item_embeddings, session_observations
 from rec_gym.data.profile import session_profiles
 from rec_gym.data.types import SessionDataset
-from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, kb_variants, make_provenance
+from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, kb_columns, make_provenance
 from rec_gym.knowledge.base import KnowledgeBase, load_knowledge_base
 from rec_gym.llm import make_llm
 from rec_gym.llm.protocol import LLMBackend
@@ -77,11 +77,12 @@ class Re2LLMTask:
         self.observations = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
         self.observation_space = spaces.Box(np.concatenate(lows), 1.0, dtype=np.float32)
         provenance = make_provenance(self.dataset, split, self.kb, self.backend.name)
-        columns = dict(n_actions=len(self.kb) + 1, variants=kb_variants(self.kb), max_rank=self.dataset.candidates.shape[1])
+        max_rank = self.dataset.candidates.shape[1]
         if persist or feedback_table is not None:
-            self.table = FeedbackTable.open(provenance, self.rows, path=feedback_table, **columns)
+            self.table = FeedbackTable.open(provenance, self.rows, kb_columns(self.kb), path=feedback_table,
+                                            max_rank=max_rank)
         else:
-            self.table = FeedbackTable(provenance, self.rows, **columns)
+            self.table = FeedbackTable(provenance, self.rows, kb_columns(self.kb), max_rank=max_rank)
         # NDCG@10 and HR@10 of every possible rank code, so rewards are one array lookup.
         ranks = np.arange(n_candidates + 1)
         self.ndcg_of_rank = np.zeros(n_candidates + 1)
@@ -105,12 +106,12 @@ class Re2LLMTask:
         """
         table_rows, actions = np.atleast_1d(table_rows), np.atleast_1d(actions)
         if np.any(self.table.ranks[np.ix_(table_rows, actions)] == UNKNOWN):
-            self.table.fill(self.dataset, self.kb, self.backend, table_rows, actions,
+            self.table.fill(self.dataset, self.backend, table_rows, actions,
                             autosave_every=self.autosave_every if self.table.path else 0)
 
     def fill_all(self, progress: bool = True) -> None:
         """Fill the whole table of this split (what ``rec-gym precompute`` does) and save it."""
-        self.table.fill(self.dataset, self.kb, self.backend, progress=progress,
+        self.table.fill(self.dataset, self.backend, progress=progress,
                         autosave_every=4096 if self.table.path else 0)
         if self.table.path is not None:
             self.table.save()

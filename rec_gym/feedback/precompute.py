@@ -142,7 +142,7 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
     print(f"{table.path}: {known}/{total} (session, hint) pairs known before this run", flush=True)
     status = 0
     try:
-        table.fill(task.dataset, task.kb, task.backend, table_rows=rows, progress=not args.no_progress,
+        table.fill(task.dataset, task.backend, table_rows=rows, progress=not args.no_progress,
                    sessions_per_batch=args.sessions_per_batch, autosave_every=args.save_every)
     except BackendUnavailable as exc:
         print(f"stopped: {len(exc.unsettled)} request(s) never got an answer and nothing was stored for them ({exc}). "

@@ -12,12 +12,15 @@ not computed, ``NO_RANKING`` (-2) the model replied and its reply ranks nothing 
 reply), which counts as the target not being ranked. Only answers are entries: a request that got no
 answer (:class:`~rec_gym.llm.protocol.BackendUnavailable`) leaves its entry ``UNKNOWN``.
 
-Columns are identified by a **variant key** (:func:`variant_key`): a content hash of the canonical
-form of what the prompt adds (a set of hints, order-free, or a free text), so a one-hint set and the
-single hint share an entry whichever environment asked.
+Each column is a prompt variant: a set of hints (:data:`HintSet`, sorted; ``()`` is the plain
+prompt), carried by the prompt as :func:`~rec_gym.llm.prompts.combine_hints` writes it. Columns are
+identified by a **variant key** (:func:`variant_key`), a content hash of the set, so a one-hint set and
+the single hint share an entry whichever environment asked: the one-hint env's columns are ``()``
+and each KB hint; the composition and team envs add columns for the sets they meet
+(:meth:`FeedbackTable.add_columns`), in the same table file.
 
 On disk a table is one ``.npz`` file (no pickle) holding ``ranks``, the dataset ``rows`` of the split,
-the column ``variants``, a SHA-256 ``checksum`` of those arrays and the ``provenance``: dataset and
+the ``columns`` (JSON), a SHA-256 ``checksum`` of those and the ``provenance``: dataset and
 fingerprint, split, knowledge-base hash, prompt-template version and backend name. A table is only
 ever used with the provenance it was made for.
 
@@ -48,7 +51,7 @@ from tqdm.auto import tqdm
 
 from rec_gym.data.types import SessionDataset
 from rec_gym.knowledge.base import KnowledgeBase
-from rec_gym.llm.prompts import TEMPLATE_VERSION
+from rec_gym.llm.prompts import HINT_SET_FORMAT, TEMPLATE_VERSION, combine_hints
 from rec_gym.llm.protocol import BackendUnavailable, LLMBackend, RankRequest, target_rank
 from rec_gym.storage import atomic_path, cache_dir, stable_hash
 
@@ -65,19 +68,30 @@ class DamagedTable(ValueError):
     """A table file that cannot be read, or whose contents do not match their checksum."""
 
 
-def variant_key(hints: Iterable[str] = (), text: str | None = None) -> str:
+HintSet = tuple[str, ...]
+
+
+def hint_set(hints: Iterable[str | None]) -> HintSet:
+    """The canonical form of a set of hints: distinct, stripped, sorted; ``()`` for none."""
+    return tuple(sorted({h.strip() for h in hints if h and h.strip()}))
+
+
+def variant_key(hints: Iterable[str | None] = (), text: str | None = None) -> str:
     """The key of one prompt variant: a set of hints (order-free; empty = the plain prompt) or a free text.
 
     >>> variant_key(["b", "a"]) == variant_key(["a", "b"]) != variant_key(["a"])
     True
     """
-    canonical = {"hints": sorted({h.strip() for h in hints if h and h.strip()}), "text": text}
+    hints = hint_set(hints)
+    canonical = {"hints": list(hints), "text": text}
+    if len(hints) > 1:
+        canonical["format"] = HINT_SET_FORMAT
     return stable_hash("variant-v1", canonical)
 
 
-def kb_variants(kb: KnowledgeBase) -> list[str]:
-    """The variant key of each action of a one-hint env: no hint, then the KB's hints in order."""
-    return [variant_key([hint] if hint else []) for hint in (kb.hint_for_action(a) for a in range(len(kb) + 1))]
+def kb_columns(kb: KnowledgeBase) -> list[HintSet]:
+    """The columns of a one-hint env, one per action: no hint, then each KB hint in KB order."""
+    return [()] + [(hint,) for hint in kb]
 
 
 def make_provenance(dataset: SessionDataset, split: str, kb: KnowledgeBase, backend_name: str) -> dict[str, Any]:
@@ -98,11 +112,11 @@ def safe_name(text: str) -> str:
     return cleaned[:80] or "dataset"
 
 
-def _checksum(ranks: np.ndarray, rows: np.ndarray, variants: np.ndarray) -> str:
+def _checksum(ranks: np.ndarray, rows: np.ndarray, columns_json: str) -> str:
     digest = hashlib.sha256()
     for array in (np.ascontiguousarray(ranks, dtype="<i2"), np.ascontiguousarray(rows, dtype="<i8")):
         digest.update(array.tobytes())
-    digest.update("\n".join(variants.tolist()).encode("utf-8"))
+    digest.update(columns_json.encode("utf-8"))
     return digest.hexdigest()
 
 
@@ -116,25 +130,27 @@ class FeedbackTable:
     Args:
         provenance: what the ranks were computed from (see :func:`make_provenance`).
         rows: int64 ``(n,)``: the dataset rows of the split's sessions, in table order.
-        n_actions: number of columns (``K + 1`` for a one-hint env; column 0 is "no hint").
-        ranks: int16 ``(n, n_actions)``; all ``UNKNOWN`` when omitted.
+        columns: the hint set of each column (:func:`kb_columns` for a one-hint env: column ``a`` is
+            action ``a``); distinct sets.
+        ranks: int16 ``(n, len(columns))``; all ``UNKNOWN`` when omitted.
         path: where :meth:`save` writes; ``None`` keeps the table in memory only.
-        variants: the variant key of each column (default: the column index, for tables built by hand).
         max_rank: the largest valid rank (the largest candidate set); larger codes are never used.
     """
 
-    def __init__(self, provenance: dict[str, Any], rows: np.ndarray, n_actions: int,
+    def __init__(self, provenance: dict[str, Any], rows: np.ndarray, columns: Sequence[Iterable[str]],
                  ranks: np.ndarray | None = None, path: str | os.PathLike | None = None,
-                 variants: Sequence[str] | None = None, max_rank: int = 2 ** 15 - 1) -> None:
+                 max_rank: int = 2 ** 15 - 1) -> None:
         self.provenance = dict(provenance)
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.ranks = (np.full((len(self.rows), n_actions), UNKNOWN, dtype=np.int16) if ranks is None
+        self.columns: list[HintSet] = [hint_set(c) for c in columns]
+        self._column_of = {variant_key(c): j for j, c in enumerate(self.columns)}
+        if len(self._column_of) != len(self.columns):
+            raise ValueError("columns must be distinct hint sets")
+        n = len(self.columns)
+        self.ranks = (np.full((len(self.rows), n), UNKNOWN, dtype=np.int16) if ranks is None
                       else np.array(ranks, dtype=np.int16))
-        if self.ranks.shape != (len(self.rows), n_actions):
-            raise ValueError(f"ranks has shape {self.ranks.shape}, expected {(len(self.rows), n_actions)}")
-        self.variants = np.array([str(v) for v in (variants if variants is not None else range(n_actions))])
-        if len(self.variants) != n_actions:
-            raise ValueError(f"{len(self.variants)} variant keys for {n_actions} columns")
+        if self.ranks.shape != (len(self.rows), n):
+            raise ValueError(f"ranks has shape {self.ranks.shape}, expected {(len(self.rows), n)}")
         self.max_rank = int(max_rank)
         self.path = Path(path) if path is not None else None
         self._unsaved = 0
@@ -155,22 +171,21 @@ class FeedbackTable:
 
     # ------------------------------------------------------------------------------------------ files
     @classmethod
-    def open(cls, provenance: dict[str, Any], rows: np.ndarray, n_actions: int,
-             path: str | os.PathLike | None = None, variants: Sequence[str] | None = None,
-             max_rank: int = 2 ** 15 - 1) -> "FeedbackTable":
+    def open(cls, provenance: dict[str, Any], rows: np.ndarray, columns: Sequence[Iterable[str]],
+             path: str | os.PathLike | None = None, max_rank: int = 2 ** 15 - 1) -> "FeedbackTable":
         """The table stored at ``path`` (default: under the cache, named by provenance), or a new empty one.
 
-        A damaged file there is moved aside as ``<name>.corrupt`` (saying so) and a new table starts.
+        Its first columns are ``columns``, in order; columns the file holds beyond those follow. A
+        damaged file there is moved aside as ``<name>.corrupt`` (saying so) and a new table starts.
         """
         path = Path(path) if path is not None else cls.default_path(provenance, rows)
-        table = cls(provenance, rows, n_actions, path=path, variants=variants, max_rank=max_rank)
+        table = cls(provenance, rows, columns, path=path, max_rank=max_rank)
         table.refresh()
         return table
 
     def opened_at(self, path: str | os.PathLike) -> "FeedbackTable":
         """The table of the same provenance, sessions and columns stored at ``path`` (or a new empty one)."""
-        return FeedbackTable.open(self.provenance, self.rows, self.ranks.shape[1], path=path,
-                                  variants=self.variants.tolist(), max_rank=self.max_rank)
+        return FeedbackTable.open(self.provenance, self.rows, self.columns, path=path, max_rank=self.max_rank)
 
     @classmethod
     def load(cls, path: str | os.PathLike, expected: dict[str, Any] | None = None,
@@ -184,8 +199,8 @@ class FeedbackTable:
             with np.load(path, allow_pickle=False) as data:
                 ranks, stored_rows = data["ranks"], data["rows"]
                 provenance = json.loads(str(data["provenance"]))
-                variants = data["variants"] if "variants" in data.files else np.arange(ranks.shape[1]).astype(str)
-                checksum = str(data["checksum"]) if "checksum" in data.files else None
+                columns_json, checksum = str(data["columns"]), str(data["checksum"])
+                columns = json.loads(columns_json)
         except FileNotFoundError:
             raise
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
@@ -193,10 +208,10 @@ class FeedbackTable:
                                f"file); move it aside (mv {path} {path}.corrupt) and fill it again with "
                                "`rec-gym precompute`") from None
         if ranks.ndim != 2 or stored_rows.ndim != 1 or ranks.shape[0] != len(stored_rows) or \
-                len(variants) != ranks.shape[1]:
+                not isinstance(columns, list) or len(columns) != ranks.shape[1]:
             raise DamagedTable(f"{path}: arrays of inconsistent shapes (ranks {ranks.shape}, rows {stored_rows.shape}); "
                                "move it aside and fill it again with `rec-gym precompute`")
-        if checksum is not None and checksum != _checksum(ranks, stored_rows, variants):
+        if checksum != _checksum(ranks, stored_rows, columns_json):
             raise DamagedTable(f"{path}: contents do not match their checksum (the file was damaged after it was "
                                "written); move it aside and fill it again with `rec-gym precompute`")
         if expected is not None:
@@ -208,8 +223,7 @@ class FeedbackTable:
         if rows is not None and not np.array_equal(stored_rows, rows):
             raise ProvenanceMismatch(f"{path} covers other sessions than the env's split; rebuild it with "
                                      "`rec-gym precompute`")
-        table = cls(provenance, stored_rows, ranks.shape[1], ranks, path=path, variants=variants.tolist(),
-                    max_rank=max_rank)
+        table = cls(provenance, stored_rows, columns, ranks, path=path, max_rank=max_rank)
         if table.invalid_codes:
             _warn(f"{path}: {table.invalid_codes} rank code(s) outside -2..{max_rank} are ignored and will be "
                   "computed again")
@@ -260,32 +274,50 @@ class FeedbackTable:
             other = self._read_locked(path)
             if other is not None:
                 self.merge_from(other)
+            columns_json = json.dumps([list(c) for c in self.columns])
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, ranks=self.ranks, rows=self.rows, variants=self.variants,
-                             checksum=np.array(_checksum(self.ranks, self.rows, self.variants)),
+                    np.savez(fh, ranks=self.ranks, rows=self.rows, columns=np.array(columns_json),
+                             checksum=np.array(_checksum(self.ranks, self.rows, columns_json)),
                              provenance=np.array(json.dumps(self.provenance, sort_keys=True)))
             self._seen_mtime = path.stat().st_mtime_ns
         self.path = path
         self._unsaved = 0
         return path
 
+    def column(self, hints: Iterable[str | None]) -> int | None:
+        """The column of a hint set, or ``None`` when the table has none for it."""
+        return self._column_of.get(variant_key(hints))
+
+    def add_columns(self, sets: Iterable[Iterable[str | None]]) -> list[int]:
+        """The columns of these hint sets, adding an all-``UNKNOWN`` column for each set not yet here."""
+        with self._mutex:
+            out, new = [], []
+            for hints in sets:
+                key = variant_key(hints)
+                if key not in self._column_of:
+                    self._column_of[key] = len(self.columns)
+                    self.columns.append(hint_set(hints))
+                    new.append(key)
+                out.append(self._column_of[key])
+            if new:
+                grown = np.full((len(self.rows), len(self.columns)), UNKNOWN, dtype=np.int16)
+                grown[:, :self.ranks.shape[1]] = self.ranks
+                self.ranks = grown
+            return out
+
     def merge_from(self, other: "FeedbackTable") -> int:
         """Copy every entry ``other`` knows and this table does not; returns how many.
 
-        Columns are matched by variant key; same provenance and rows required.
+        Columns are matched by hint set; sets only ``other`` has are added. Same provenance and rows required.
         """
         if other.provenance != self.provenance or not np.array_equal(other.rows, self.rows):
             raise ProvenanceMismatch("cannot merge feedback tables of different provenance or sessions")
-        mine = {v: j for j, v in enumerate(self.variants.tolist())}
-        cols = [(mine[v], j) for j, v in enumerate(other.variants.tolist()) if v in mine]
-        if not cols:
-            return 0
-        dst, src = (np.array(c) for c in zip(*cols))
-        theirs = other.ranks[:, src]
         with self._mutex:
-            fill = (self.ranks[:, dst] == UNKNOWN) & (theirs != UNKNOWN)
+            dst = np.array(self.add_columns(other.columns), dtype=np.int64)
+            theirs = other.ranks
             block = self.ranks[:, dst]
+            fill = (block == UNKNOWN) & (theirs != UNKNOWN)
             block[fill] = theirs[fill]
             self.ranks[:, dst] = block
         return int(fill.sum())
@@ -305,10 +337,10 @@ class FeedbackTable:
     def complete(self) -> bool:
         return not np.any(self.ranks == UNKNOWN)
 
-    def fill(self, dataset: SessionDataset, kb: KnowledgeBase, backend: LLMBackend,
-             table_rows: Sequence[int] | None = None, actions: Sequence[int] | None = None,
-             progress: bool = False, sessions_per_batch: int = 8, autosave_every: int = 0) -> int:
-        """Compute the unknown entries of ``table_rows`` x ``actions`` (default: all) with ``backend``.
+    def fill(self, dataset: SessionDataset, backend: LLMBackend, table_rows: Sequence[int] | None = None,
+             columns: Sequence[int] | None = None, progress: bool = False, sessions_per_batch: int = 8,
+             autosave_every: int = 0) -> int:
+        """Compute the unknown entries of ``table_rows`` x ``columns`` (default: all) with ``backend``.
 
         Entries other processes saved meanwhile are taken in first. The requests of one session (all its
         missing hints) go to the backend together, so backends that share the session prefix across
@@ -318,8 +350,8 @@ class FeedbackTable:
         """
         self.refresh()
         table_rows = np.arange(len(self.rows)) if table_rows is None else np.asarray(table_rows)
-        actions = np.arange(self.ranks.shape[1]) if actions is None else np.asarray(actions)
-        todo = [(i, actions[self.ranks[i, actions] == UNKNOWN]) for i in table_rows]
+        columns = np.arange(self.ranks.shape[1]) if columns is None else np.asarray(columns)
+        todo = [(i, columns[self.ranks[i, columns] == UNKNOWN]) for i in table_rows]
         todo = [(i, a) for i, a in todo if a.size]
         filled = 0
         bar = tqdm(total=sum(a.size for _, a in todo), desc="feedback (session, hint) pairs", unit="pair",
@@ -331,7 +363,7 @@ class FeedbackTable:
                 for i, acts in batch:
                     base = self.request(dataset, int(i))
                     for a in acts:
-                        requests.append(base.with_hint(kb.hint_for_action(int(a))))
+                        requests.append(base.with_hint(combine_hints(self.columns[int(a)])))
                         where.append((int(i), int(a)))
                 unsettled: frozenset[int] = frozenset()
                 try:

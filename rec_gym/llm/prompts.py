@@ -29,6 +29,22 @@ def hint_suffix(hint: str | None) -> str:
     return f" Hint: {hint}" if hint else ""
 
 
+# How a prompt carries several hints: each appended as `` Hint: <hint>``, in sorted order, so a set of
+# hints has one prompt whoever chose it and in whatever order. A one-hint set is the one-hint prompt.
+HINT_SET_FORMAT = "hint-set-v1"
+
+
+def combine_hints(hints: "Sequence[str] | frozenset[str]") -> str | None:
+    """The hint text (for :class:`RankRequest`) that carries a set of hints: ``None`` for none.
+
+    >>> render_hint = lambda hints: hint_suffix(combine_hints(hints))
+    >>> render_hint(["Prefer classics.", "Consider the genre."])
+    ' Hint: Consider the genre. Hint: Prefer classics.'
+    """
+    ordered = sorted({h.strip() for h in hints if h and h.strip()})
+    return " Hint: ".join(ordered) if ordered else None
+
+
 def render_prompt(request: RankRequest) -> str:
     """The full user prompt: the session prefix, then `` Hint: <hint>`` when a hint is given."""
     return session_prefix(request) + hint_suffix(request.hint)
