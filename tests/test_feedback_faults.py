@@ -325,3 +325,12 @@ def test_no_ranking_stays_an_answer_and_unknown_is_never_stored_for_no_answer(tm
         table.fill(dataset, HalfDown(), table_rows=[5])
     saved = FeedbackTable.load(tmp_path / "t.npz")
     assert saved.ranks[5].tolist() == [NO_RANKING, UNKNOWN, UNKNOWN, UNKNOWN]
+
+
+def test_a_table_written_by_rec_gym_0_1_is_read_with_the_env_columns(tmp_path):
+    path = tmp_path / "t.npz"
+    table = _filled_table(path)
+    with open(path, "wb") as fh:  # the 0.1 layout: ranks, rows and provenance only
+        np.savez(fh, ranks=table.ranks, rows=table.rows, provenance=np.array(json.dumps(table.provenance, sort_keys=True)))
+    reopened = open_table(path)
+    assert np.array_equal(reopened.ranks, expected_full_table()) and not (tmp_path / "t.npz.corrupt").exists()

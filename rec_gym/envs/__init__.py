@@ -19,11 +19,18 @@ ENV_IDS = {
 }
 
 
+# The composition ids: the same datasets and defaults, several hints per prompt (rec_gym.envs.compose).
+COMPOSE_ENV_IDS = {env_id.replace("Re2LLM-", "Re2LLMCompose-"): kwargs for env_id, kwargs in ENV_IDS.items()}
+
+
 def register_envs() -> None:
     for env_id, kwargs in ENV_IDS.items():
         if env_id not in registry:
             register(id=env_id, entry_point="rec_gym.envs.re2llm:Re2LLMEnv",
                      vector_entry_point="rec_gym.envs.vector:Re2LLMVectorEnv", kwargs=dict(kwargs))
+    for env_id, kwargs in COMPOSE_ENV_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point="rec_gym.envs.compose:Re2LLMComposeEnv", kwargs=dict(kwargs))
 
 
 def __getattr__(name: str):
@@ -33,6 +40,10 @@ def __getattr__(name: str):
         from rec_gym.envs.re2llm import Re2LLMEnv
 
         return Re2LLMEnv
+    if name == "Re2LLMComposeEnv":
+        from rec_gym.envs.compose import Re2LLMComposeEnv
+
+        return Re2LLMComposeEnv
     if name == "Re2LLMVectorEnv":
         from rec_gym.envs.vector import Re2LLMVectorEnv
 
@@ -40,4 +51,4 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["Re2LLMEnv", "Re2LLMVectorEnv", "ENV_IDS", "register_envs"]
+__all__ = ["Re2LLMEnv", "Re2LLMComposeEnv", "Re2LLMVectorEnv", "ENV_IDS", "COMPOSE_ENV_IDS", "register_envs"]

@@ -116,6 +116,17 @@ class Re2LLMTask:
         if self.table.path is not None:
             self.table.save()
 
+    def start_session(self, options: dict[str, Any] | None, rng: np.random.Generator) -> int:
+        """The session an episode starts at: ``options["session_index"]`` when given, else one drawn by ``rng``."""
+        n = self.n_sessions
+        start = (options or {}).get("session_index")
+        if start is None:
+            return int(rng.integers(n))
+        if not 0 <= int(start) < n:
+            raise ValueError(f"options['session_index']={start} is out of range for split {self.split!r} "
+                             f"with {n} sessions")
+        return int(start)
+
     def rank(self, i: int | np.ndarray, action: int | np.ndarray) -> np.ndarray | int:
         """Rank code(s) of the target with ``action``'s hint, ``NO_RANKING`` read as 0 (not ranked)."""
         r = self.table.ranks[i, action]

@@ -189,17 +189,24 @@ class FeedbackTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike, expected: dict[str, Any] | None = None,
-             rows: np.ndarray | None = None, max_rank: int = 2 ** 15 - 1) -> "FeedbackTable":
+             rows: np.ndarray | None = None, max_rank: int = 2 ** 15 - 1,
+             legacy_columns: Sequence[Iterable[str]] | None = None) -> "FeedbackTable":
         """Read a table; with ``expected``, refuse one whose provenance or sessions differ.
 
-        Raises :class:`DamagedTable` for a file that is not a readable table or fails its checksum.
+        A table written by rec_gym 0.1 (no ``columns``, no checksum) is read with ``legacy_columns``
+        (its columns were the one-hint env's actions) when their number matches. Raises
+        :class:`DamagedTable` for a file that is not a readable table or fails its checksum.
         """
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 ranks, stored_rows = data["ranks"], data["rows"]
                 provenance = json.loads(str(data["provenance"]))
-                columns_json, checksum = str(data["columns"]), str(data["checksum"])
+                if "columns" in data.files or legacy_columns is None:
+                    columns_json, checksum = str(data["columns"]), str(data["checksum"])
+                else:
+                    columns_json = json.dumps([list(hint_set(c)) for c in legacy_columns])
+                    checksum = _checksum(ranks, stored_rows, columns_json)
                 columns = json.loads(columns_json)
         except FileNotFoundError:
             raise
@@ -239,7 +246,8 @@ class FeedbackTable:
         if not path.exists():
             return None
         try:
-            return FeedbackTable.load(path, expected=self.provenance, rows=self.rows, max_rank=self.max_rank)
+            return FeedbackTable.load(path, expected=self.provenance, rows=self.rows, max_rank=self.max_rank,
+                                      legacy_columns=self.columns)
         except DamagedTable as exc:
             aside = path.with_name(path.name + ".corrupt")
             os.replace(path, aside)
