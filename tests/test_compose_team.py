@@ -180,3 +180,17 @@ def test_the_manual_examples_run(module_name):
 
     result = doctest.testmod(importlib.import_module(module_name), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_precompute_fills_every_hint_set_or_a_sampled_budget_and_says_how_many_prompts(capsys):
+    from rec_gym.cli import main
+
+    args = ["precompute", "--env", "Re2LLMCompose-Synthetic-v0", "--no-progress", "--env-kwargs", "n_train=4"]
+    assert main(args + ["--max-hints", "2", "--sets-per-session", "5"]) == 0
+    assert "4 sessions x 26 prompt variants" in capsys.readouterr().out  # 1 + 20 single hints + 5 sampled pairs
+    assert main(args + ["--max-hints", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "= 844 prompts" in out and "backend computed 740" in out  # 4 x (21 + 190), less the 4 x 26 known
+    env = gym.make("Re2LLMCompose-Synthetic-v0", n_train=4).unwrapped
+    table = env.task.table
+    assert table.ranks.shape[1] == 211 and not (table.ranks == UNKNOWN).any()

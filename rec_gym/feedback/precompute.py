@@ -17,6 +17,13 @@ exit status 1, keeping everything finished and storing nothing for it; a request
 (HTTP 4xx, a redirect: a configuration error) stops it at once with exit status 2. Either way the
 backend's failure and retry counters are printed by cause; run the same command again to retry.
 
+Hint sets: ``--max-hints M`` (default: the env's ``max_hints``; 1 for the one-hint ids) fills every set
+of up to ``M`` hints of the knowledge base, the table the composition and team envs read; the run says
+how many prompts that is first. ``--sets-per-session S`` samples ``S`` of the sets of two or more hints
+per session instead (seeded, the same on every run), for when all of them are too many::
+
+    rec-gym precompute --env Re2LLMCompose-Synthetic-v0 --max-hints 3 --sets-per-session 50
+
 Sharding: ``--shard i/n`` fills the ``i``-th of ``n`` contiguous blocks of the split's sessions into
 ``<table>.shard-i-of-n.npz`` beside the table; ``--merge`` joins all ``n`` shard files into the table
 (all shards must exist and carry the same provenance). Shards on one machine may share one response
@@ -35,12 +42,13 @@ from typing import Any
 
 import numpy as np
 
-from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable
+from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, set_columns
 from rec_gym.llm.protocol import BackendConfigError, BackendUnavailable
 from rec_gym.llm.response_cache import CachedBackend
 
 # Env arguments that only shape stepping, not the table.
-_STEPPING_ONLY = ("reward", "sessions_per_episode", "render_mode", "encoder")
+_STEPPING_ONLY = ("reward", "sessions_per_episode", "render_mode", "encoder", "reward_shaping", "n_agents",
+                  "reward_mode")
 _SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 
 
@@ -60,6 +68,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="SQLite file of LLM answers (default: $REC_GYM_CACHE/responses/responses.sqlite)")
     parser.add_argument("--no-response-cache", action="store_true", help="keep no per-request cache (not resumable "
                         "within a checkpoint interval)")
+    parser.add_argument("--max-hints", type=int, default=None, metavar="M",
+                        help="fill every set of up to M hints (default: the env's max_hints, else 1)")
+    parser.add_argument("--sets-per-session", type=int, default=None, metavar="S",
+                        help="with --max-hints >= 2: fill S sampled sets of 2+ hints per session instead of all")
     parser.add_argument("--sessions-per-batch", type=int, default=8, help="sessions per backend call")
     parser.add_argument("--save-every", type=int, default=2048, metavar="PAIRS", help="table checkpoint interval")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -107,8 +119,20 @@ def _task_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def _entry_point_default(env_id: str, name: str, fallback: Any) -> Any:
+    """The default of argument ``name`` of the env class behind ``env_id`` (``fallback`` when it has none)."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    parameter = inspect.signature(load_env_creator(gym.spec(env_id).entry_point)).parameters.get(name)
+    return fallback if parameter is None else parameter.default
+
+
 def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Path]:
-    """(task with its dataset, KB and backend, the caching wrapper or None, the full table's path)."""
+    """(task with its dataset, KB and backend, the caching wrapper or None, the full table's path).
+
+    Sets ``args.max_hints`` from the env's arguments when the command line left it out.
+    """
     # The table must land where the env will look for it, so the env's own argument resolution
     # (dataset, split, KB, backend name -> provenance) is used rather than a copy of it.
     from rec_gym.envs.task import Re2LLMTask
@@ -122,6 +146,8 @@ def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Pat
     cached = None
     if not args.no_response_cache:
         backend = cached = CachedBackend(backend, args.response_cache)
+    env_max_hints = kwargs.pop("max_hints", _entry_point_default(args.env, "max_hints", 1))
+    args.max_hints = int(args.max_hints if args.max_hints is not None else env_max_hints)
     table_path = args.table or kwargs.pop("feedback_table", None)
     kwargs.pop("feedback_table", None)
     accepted = set(inspect.signature(Re2LLMTask).parameters) - {"persist", "llm", "feedback_table", "llm_kwargs"}
@@ -136,14 +162,41 @@ def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Pat
     return task, cached, path
 
 
+def _wanted(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace) -> np.ndarray:
+    """bool ``(len(rows), n_columns)``: the entries this run must fill (adds the set columns to ``table``)."""
+    columns = set_columns(task.kb, args.max_hints)
+    indices = np.array(table.add_columns(columns))
+    wanted = np.zeros((rows.size, table.ranks.shape[1]), dtype=bool)
+    singles, sets = indices[:len(task.kb) + 1], indices[len(task.kb) + 1:]
+    wanted[:, singles] = True
+    if args.sets_per_session is None or args.sets_per_session >= sets.size:
+        wanted[:, sets] = True
+    else:
+        for k, row in enumerate(rows):
+            rng = np.random.default_rng([int(task.rows[row]), sets.size, args.sets_per_session])
+            wanted[k, rng.choice(sets, size=args.sets_per_session, replace=False)] = True
+    return wanted
+
+
 def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace, cached: CachedBackend | None) -> int:
-    total = rows.size * table.ranks.shape[1]
-    known = int(np.count_nonzero(table.ranks[rows] != UNKNOWN))
-    print(f"{table.path}: {known}/{total} (session, hint) pairs known before this run", flush=True)
+    wanted = _wanted(task, table, rows, args)
+    total = int(wanted.sum())
+    per_session = wanted.sum(axis=1)
+    sizes = f"{per_session.min()}" if per_session.min() == per_session.max() else f"{per_session.min()}-{per_session.max()}"
+    print(f"{rows.size} sessions x {sizes} prompt variants (no hint, each hint, and sets of up to {args.max_hints} of "
+          f"{len(task.kb)} hints) = {total} prompts", flush=True)
+    known = int(np.count_nonzero((table.ranks[rows] != UNKNOWN) & wanted))
+    print(f"{table.path}: {known}/{total} (session, prompt) pairs known before this run", flush=True)
     status = 0
     try:
-        table.fill(task.dataset, task.backend, table_rows=rows, progress=not args.no_progress,
-                   sessions_per_batch=args.sessions_per_batch, autosave_every=args.save_every)
+        # Sessions that want the same columns are filled together (every session, when nothing is sampled).
+        groups: dict[bytes, list[int]] = {}
+        for k in range(rows.size):
+            groups.setdefault(np.packbits(wanted[k]).tobytes(), []).append(k)
+        for members in groups.values():
+            table.fill(task.dataset, task.backend, table_rows=rows[members], columns=np.flatnonzero(wanted[members[0]]),
+                       progress=not args.no_progress and len(groups) == 1, sessions_per_batch=args.sessions_per_batch,
+                       autosave_every=args.save_every)
     except BackendUnavailable as exc:
         print(f"stopped: {len(exc.unsettled)} request(s) never got an answer and nothing was stored for them ({exc}). "
               "Run the same command again to continue.", file=sys.stderr)
@@ -155,10 +208,12 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
         print("interrupted; what is finished is kept. Run the same command again to continue.", file=sys.stderr)
         status = 130
     table.save()
-    known = int(np.count_nonzero(table.ranks[rows] != UNKNOWN))
-    no_ranking = int(np.count_nonzero(table.ranks[rows] == NO_RANKING))
+    known = int(np.count_nonzero((table.ranks[rows] != UNKNOWN) & wanted))
+    no_ranking = int(np.count_nonzero((table.ranks[rows] == NO_RANKING) & wanted))
     calls = f"; backend computed {cached.misses}, response cache answered {cached.hits}" if cached else ""
     print(f"{table.path}: {known}/{total} pairs known ({no_ranking} with no usable ranking){calls}", flush=True)
+    if not status and known < total:
+        status = 1
     for label in ("failures", "retries"):
         counts = getattr(task.backend, label, None)
         if counts:
@@ -206,12 +261,16 @@ def run(args: argparse.Namespace) -> int:
         task, cached, path = _open_task(args)
         if args.merge:
             return _merge(task, path)
+        if args.max_hints < 1 or (args.sets_per_session is not None and args.sets_per_session < 1):
+            raise ValueError(f"--max-hints must be >= 1 and --sets-per-session >= 1; got {args.max_hints} and "
+                             f"{args.sets_per_session}")
         if shard is None:
             table = task.table.opened_at(path)
-            status = _fill(task, table, np.arange(len(task.rows)), args, cached)
-            return status or (0 if table.complete else 1)
-        table = task.table.opened_at(shard_path(path, *shard))
-        return _fill(task, table, shard_rows(len(task.rows), *shard), args, cached)
+            rows = np.arange(len(task.rows))
+        else:
+            table = task.table.opened_at(shard_path(path, *shard))
+            rows = shard_rows(len(task.rows), *shard)
+        return _fill(task, table, rows, args, cached)
     except (ValueError, OSError) as exc:
         print(f"rec-gym precompute: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ cache and the backend give; rank codes outside the valid range are never used (t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -92,6 +93,13 @@ def variant_key(hints: Iterable[str | None] = (), text: str | None = None) -> st
 def kb_columns(kb: KnowledgeBase) -> list[HintSet]:
     """The columns of a one-hint env, one per action: no hint, then each KB hint in KB order."""
     return [()] + [(hint,) for hint in kb]
+
+
+def set_columns(kb: KnowledgeBase, max_hints: int) -> list[HintSet]:
+    """Every column a composition of up to ``max_hints`` hints can ask for: :func:`kb_columns`, then all
+    sets of 2..``max_hints`` hints (``sum(comb(K, k) for k <= max_hints)`` columns in all)."""
+    sets = [hint_set(c) for size in range(2, max_hints + 1) for c in itertools.combinations(list(kb), size)]
+    return kb_columns(kb) + sets
 
 
 def make_provenance(dataset: SessionDataset, split: str, kb: KnowledgeBase, backend_name: str) -> dict[str, Any]:
