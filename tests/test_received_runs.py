@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -148,3 +149,17 @@ def test_a_config_that_is_not_a_run_config_is_named(received, capsys):
     (run / "config.json").write_text("{not json")
     assert main(["evaluate", "--model", str(run)]) == 2
     assert "config.json: not a JSON file" in capsys.readouterr().err
+
+
+def test_train_prints_the_evaluate_line_with_the_arguments_the_run_cannot_supply(trained_run, tmp_path, capsys,
+                                                                                monkeypatch):
+    monkeypatch.setenv("REC_GYM_CACHE", str(trained_run[1]))
+    out = tmp_path / "my run"
+    assert main(["train", "--algo", "a2c", "--timesteps", "128", "--val-every", "0", "--no-progress", "--out", str(out),
+                 "--env-kwargs", "n_train=300", "llm=simulated", "llm_kwargs={}"]) == 0
+    printed = capsys.readouterr().out
+    line = printed[printed.index("rec-gym evaluate"):].split(")")[0]
+    assert line == f"rec-gym evaluate --model '{out}' --env-kwargs llm=simulated 'llm_kwargs={{}}'"
+    assert main(shlex.split(line)[1:] + ["--split", "val"]) == 0
+    assert main(["evaluate", "--model", str(out)]) == 2
+    assert "--env-kwargs llm=simulated llm_kwargs={}" in capsys.readouterr().err

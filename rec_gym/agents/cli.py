@@ -49,12 +49,12 @@ def evaluate_command(out: Path, config: dict[str, Any]) -> str:
     """The ``rec-gym evaluate`` line of a run, with the env arguments a run folder never supplies itself."""
     import shlex
 
-    from rec_gym.agents.training import local_only_kwargs
+    from rec_gym.agents.training import env_kwarg_argument, local_only_kwargs
 
     local = local_only_kwargs(config["env_kwargs"])
     command = f"rec-gym evaluate --model {shlex.quote(str(out))}"
     if local:
-        command += " --env-kwargs " + " ".join(shlex.quote(f"{key}={json.dumps(value)}") for key, value in local.items())
+        command += " --env-kwargs " + " ".join(shlex.quote(env_kwarg_argument(key, value)) for key, value in local.items())
     return command
 
 

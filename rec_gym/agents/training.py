@@ -456,12 +456,18 @@ def received_config(config: Any, config_path: Path, local_kwargs: dict[str, Any]
     asked = local_only_kwargs(config["env_kwargs"])
     missing = {key: value for key, value in asked.items() if key not in local_kwargs}
     if missing:
-        pairs = " ".join(f"{key}={json.dumps(value)}" for key, value in missing.items())
+        pairs = " ".join(env_kwarg_argument(key, value) for key, value in missing.items())
         raise ValueError(f"{config_path} asks for {', '.join(sorted(missing))}; a run folder never chooses the LLM, its "
                          f"arguments, or a file, folder or model to read: pass them yourself if you trust them, "
                          f"e.g. --env-kwargs {pairs}")
     kept = {key: value for key, value in config["env_kwargs"].items() if key not in asked}
     return {**config, "algo": config["algo"].lower(), "env_kwargs": {**kept, **local_kwargs}}
+
+
+def env_kwarg_argument(key: str, value: Any) -> str:
+    """``key=value`` as ``--env-kwargs`` reads it back (YAML scalars; JSON for anything else)."""
+    plain = isinstance(value, str) and value.strip() == value and yaml.safe_load(value) == value
+    return f"{key}={value if plain else json.dumps(value)}"
 
 
 def local_only_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
