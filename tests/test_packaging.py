@@ -78,3 +78,18 @@ def test_the_installed_benchmark_finds_its_configs_by_name_and_writes_under_resu
     path, out = done.stdout.split()
     assert Path(path) == site / "rec_gym" / "agents" / "configs" / "quick.yaml"
     assert Path(out) == tmp_path.resolve() / "results" / "quick"
+
+
+def test_the_version_is_defined_once_and_the_citation_names_both_methods():
+    import configparser
+
+    import yaml
+
+    setup = configparser.ConfigParser()
+    setup.read(PROJECT_ROOT / "setup.cfg")
+    assert setup["metadata"]["version"] == "attr: rec_gym.__version__"
+    citation = yaml.safe_load((PROJECT_ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT" and "version" not in citation
+    titles = [reference["title"] for reference in citation["references"]]
+    assert [title.split(":")[0] for title in titles] == ["Re2LLM", "RLRF4Rec"]
+    assert "Copyright (c) 2026 rec_gym contributors" in (PROJECT_ROOT / "LICENSE").read_text(encoding="utf-8")
