@@ -29,7 +29,10 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
 
     from gymnasium.envs.registration import load_env_creator
 
-    spec = gym.spec(env_id)
+    name = env_id.rpartition(":")[2]  # "module:Id" ids are made by gym.make after importing the module
+    if name not in gym.registry:
+        return
+    spec = gym.registry[name]
     if not isinstance(spec.entry_point, str):
         return
     parameters = inspect.signature(load_env_creator(spec.entry_point)).parameters
