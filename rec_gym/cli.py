@@ -1,12 +1,16 @@
 """The ``rec-gym`` command: ``envs``, ``show``, ``precompute``, ``train``, ``evaluate``, ``benchmark``.
 
-Each subcommand's options and work live beside the code they drive; this module only routes.
+Each subcommand's options and work live beside the code they drive; this module routes and reports
+errors. A user error (a bad value, a missing file) prints one line, ``rec-gym <command>: error:
+<message>``, to stderr and exits with status 2, like an argparse error; ``--debug`` or
+``REC_GYM_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Any, Sequence
 
@@ -29,7 +33,7 @@ def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--env-kwargs: expected key=value, got {pair!r}")
+            raise UsageError(f"--env-kwargs: expected key=value, got {pair!r}")
         kwargs[key] = yaml.safe_load(value)
     return kwargs
 
@@ -47,41 +51,95 @@ def _show(args: argparse.Namespace) -> int:
 
     import rec_gym  # noqa: F401  (registers the ids)
 
-    env = gym.make(args.env, render_mode="ansi", **parse_env_kwargs(args.env_kwargs))
-    env.reset(seed=args.seed)
-    env.step(args.action)
-    print(env.render())
-    env.close()
+    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS
+
+    if args.env not in ENV_IDS:
+        compose = " (the composition ids take several hints; show one-hint ids)" if args.env in COMPOSE_ENV_IDS else ""
+        raise UsageError(f"--env {args.env!r} is not a one-hint env id{compose}; `rec-gym envs` lists them")
+    from rec_gym.agents.tasks import check_env_kwargs
+
+    kwargs = parse_env_kwargs(args.env_kwargs)
+    check_env_kwargs(args.env, kwargs)
+    env = gym.make(args.env, render_mode="ansi", **kwargs)
+    try:
+        n_actions = int(env.action_space.n)
+        if not 0 <= args.action < n_actions:
+            raise UsageError(f"--action {args.action} is out of range: {args.env} has actions 0..{n_actions - 1} "
+                             f"(0 = no hint, 1..{n_actions - 1} = the knowledge base's hints)")
+        env.reset(seed=args.seed)
+        env.step(args.action)
+        print(env.render())
+    finally:
+        env.close()
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rec_gym import __version__
+
     parser = argparse.ArgumentParser(prog="rec-gym", description="Gymnasium environments where a frozen LLM recommending "
                                      "from session data is the environment and choosing a hint is the action.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"rec-gym {__version__}", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: REC_GYM_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("envs", help="list the registered env ids and their defaults")
     p.set_defaults(func=_envs)
     p = sub.add_parser("show", help="print one step of an env: the prompt, the hint and the LLM's ranking")
-    p.add_argument("--env", default="Re2LLM-Synthetic-v0")
-    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--action", type=int, default=1)
+    p.add_argument("--env", default="Re2LLM-Synthetic-v0", help="one-hint env id (default: %(default)s)")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="gym.make kwargs, e.g. split=val llm=simulated")
+    p.add_argument("--seed", type=int, default=0, help="seed of the reset, which picks the session (default: 0)")
+    p.add_argument("--action", type=int, default=1, help="0 = no hint, k = the knowledge base's k-th hint (default: 1)")
     p.set_defaults(func=_show)
     for name, (module, configure, run, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
-            p.set_defaults(func=lambda a, exc=exc, name=name: sys.exit(f"rec-gym {name} is unavailable: {exc}"))
+            p.set_defaults(func=lambda a, exc=exc, name=name: _unavailable(name, exc))
             continue
         getattr(mod, configure)(p)
         p.set_defaults(func=getattr(mod, run))
     return parser
 
 
+class UsageError(ValueError):
+    """A mistake in what the user asked for; reported as one line, exit status 2."""
+
+
+def _unavailable(name: str, exc: ImportError) -> int:
+    raise UsageError(f"rec-gym {name} is unavailable: {exc}")
+
+
+# What a user's mistake raises: bad values and names, missing or unreadable files, an unknown env id.
+def _user_errors() -> tuple[type[BaseException], ...]:
+    import gymnasium
+
+    return (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+            gymnasium.error.Error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    debug = args.debug or os.environ.get("REC_GYM_DEBUG", "") not in ("", "0")
+    try:
+        return int(args.func(args) or 0)
+    except SystemExit as exc:
+        if isinstance(exc.code, str) and not debug:
+            return _report(args.command, exc.code)
+        raise
+    except _user_errors() as exc:
+        if debug:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        return _report(args.command, f"{message}" if str(message) else type(exc).__name__)
+
+
+def _report(command: str, message: str) -> int:
+    first, _, rest = str(message).strip().partition("\n")
+    print(f"rec-gym {command}: error: {first}" + (" (--debug shows more)" if rest else ""), file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

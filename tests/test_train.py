@@ -8,6 +8,7 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -15,8 +16,7 @@ import pytest
 
 import rec_gym  # noqa: F401  (registers the ids)
 from rec_gym.agents import cli, evaluate
-from rec_gym.agents.benchmark import REPO_ROOT
-from rec_gym.agents.training import Hyperparams, evaluate_run, load_hyperparams, load_run, train
+from rec_gym.agents.training import HYPERPARAMS_DIR, Hyperparams, evaluate_run, load_hyperparams, load_run, train
 
 ENV_ID = "Re2LLM-Synthetic-v0"
 
@@ -173,8 +173,10 @@ def test_load_run_refuses_a_received_config_that_would_run_code(tmp_path):
 
 def test_load_run_refuses_a_model_without_its_config(tmp_path):
     (tmp_path / "model.zip").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match="config.json does not exist"):
         load_run(tmp_path / "model.zip")
+    with pytest.raises(FileNotFoundError, match="nope.zip does not exist"):
+        load_run(tmp_path / "nope.zip")
 
 
 @pytest.mark.parametrize("env_id, start_method", [("rec_gym:Re2LLM-Synthetic-v0", None), (ENV_ID, "fork")])
@@ -224,8 +226,8 @@ def test_make_vec_env_with_subprocesses_steps_the_real_data_ids(env_id, dataset,
 @pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl_zoo3 is not installed (pip install rl_zoo3)")
 def test_rl_zoo3_trains_from_the_shipped_hyperparameter_file(tmp_path):
     command = [sys.executable, "-m", "rl_zoo3.train", "--algo", "a2c", "--env", ENV_ID, "--gym-packages", "rec_gym",
-               "--conf-file", str(REPO_ROOT / "benchmarks" / "hyperparams" / "a2c.yml"), "-n", "256",
+               "--conf-file", str(HYPERPARAMS_DIR / "a2c.yml"), "-n", "256",
                "--env-kwargs", "n_train:300", "-f", str(tmp_path), "--seed", "0", "--eval-freq", "-1"]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert list(tmp_path.rglob(f"{ENV_ID}.zip")), "rl_zoo3 saved no model"

@@ -1,9 +1,9 @@
 """Benchmark: algorithms x seeds x envs, trained on train, curves on val, scored on test, beside the baselines.
 
-A config (``benchmarks/configs/<name>.yaml``)::
+A config (a YAML file, or the name of one shipped in ``rec_gym/agents/configs/``: ``quick``, ``full``)::
 
-    name: quick                       # results go to benchmarks/results/<name>/ unless `out` is set
-    algos: [ppo, a2c, dqn]            # SB3 algorithms; hyperparameters from benchmarks/hyperparams/<algo>.yml
+    name: quick                       # results go to ./results/<name>/ unless `out` is set
+    algos: [ppo, a2c, dqn]            # SB3 algorithms; hyperparameters from rec_gym/agents/hyperparams/<algo>.yml
     seeds: [0, 1, 2, 3, 4]
     timesteps: 40000                  # per run (an env may override)
     val_every: 5000                   # val NDCG@10 every so many env steps
@@ -49,7 +49,20 @@ from rec_gym.metrics import ndcg_at_k
 BASELINES = ("no_hint", "random", "best_fixed", "linucb", "oracle")
 BASELINE_LABELS = {"no_hint": "no hint", "random": "random hint", "best_fixed": "best fixed hint",
                    "linucb": "LinUCB", "oracle": "oracle (upper bound)"}
-REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def config_path(name_or_path: str | os.PathLike) -> Path:
+    """The YAML file of a shipped config name (``"quick"``) or of a path."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIGS_DIR / f"{path.name}.yaml"
+    if path.name == os.fspath(name_or_path) and not path.suffix and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")))
+    raise FileNotFoundError(f"benchmark config {os.fspath(name_or_path)!r} does not exist: pass a YAML file or a "
+                            f"shipped name ({names})")
 
 
 @dataclass
@@ -77,7 +90,7 @@ class BenchmarkConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BenchmarkConfig":
-        path = Path(path)
+        path = config_path(path)
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         unknown = set(raw) - {"name", "algos", "seeds", "envs", "timesteps", "val_every", "workers", "baselines",
                               "linucb", "bootstrap_reps", "out"}
@@ -107,7 +120,7 @@ class BenchmarkConfig:
                    out=Path(out) if out else None, path=path)
 
     def out_dir(self) -> Path:
-        return self.out if self.out is not None else REPO_ROOT / "benchmarks" / "results" / self.name
+        return self.out if self.out is not None else Path("results") / self.name
 
 
 # ---- one job = one (env, method, seed); runs in a worker process ----

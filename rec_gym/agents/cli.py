@@ -20,10 +20,10 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                         help="gym.make kwargs, e.g. dataset=steam data_dir=../shared/data/steam-sessions")
     parser.add_argument("--timesteps", type=int, default=None, help="env steps (default: the hyperparameter file's n_timesteps)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="run folder (default: runs/<algo>-<env>-s<seed>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the algorithm, the envs and the network (default: 0)")
+    parser.add_argument("--out", default=None, help="run folder (default: ./runs/<algo>-<env>-s<seed>)")
     parser.add_argument("--hyperparams", default=None, metavar="FILE",
-                        help="zoo-format YAML keyed by env id (default: benchmarks/hyperparams/<algo>.yml)")
+                        help="zoo-format YAML keyed by env id (default: the shipped rec_gym/agents/hyperparams/<algo>.yml)")
     parser.add_argument("--val-every", type=int, default=5000, help="val NDCG@10 every so many steps (0: never)")
     parser.add_argument("--no-progress", action="store_true", help="hide SB3's progress bar")
 
@@ -41,13 +41,29 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"val NDCG@10: {result.curve.ndcg[0]:.4f} at start -> {result.curve.ndcg[-1]:.4f} after "
               f"{result.curve.steps[-1]} steps")
     val = evaluate(result.policy, args.env, split="val", env_kwargs=result.config["env_kwargs"])
-    print(f"val NDCG@10 {val['NDCG@10']:.4f}  (evaluate on test: rec-gym evaluate --model {out / 'model.zip'})")
+    print(f"val NDCG@10 {val['NDCG@10']:.4f}  (evaluate on test: {evaluate_command(out, result.config)})")
     return 0
+
+
+def evaluate_command(out: Path, config: dict[str, Any]) -> str:
+    """The ``rec-gym evaluate`` line of a run, with the env arguments a run folder never supplies itself."""
+    import shlex
+
+    from rec_gym.agents.training import env_kwarg_argument, local_only_kwargs
+
+    local = local_only_kwargs(config["env_kwargs"])
+    command = f"rec-gym evaluate --model {shlex.quote(str(out))}"
+    if local:
+        command += " --env-kwargs " + " ".join(shlex.quote(env_kwarg_argument(key, value)) for key, value in local.items())
+    return command
 
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model.zip saved by `rec-gym train` (or its folder)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default: test)")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="env arguments a run folder never chooses itself (llm, llm_kwargs, feedback_table, "
+                             "data_dir, a dataset folder, a knowledge-base file); they override its config.json")
     parser.add_argument("--baselines", action="store_true",
                         help="also report no hint, random, best fixed hint and the oracle on the same split")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -59,7 +75,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from rec_gym.agents.tasks import make_env
     from rec_gym.agents.training import load_run
 
-    policy, config = load_run(args.model)
+    policy, config = load_run(args.model, _env_kwargs(args.env_kwargs))
     env_id, kwargs = config["env_id"], config["env_kwargs"]
     report = {f"{config['algo'].upper()} (seed {config['seed']})": evaluate(policy, env_id, args.split, kwargs).metrics}
     if args.baselines:
@@ -79,8 +95,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def configure_benchmark(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="benchmarks/configs/<name>.yaml")
-    parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results/<name>)")
+    parser.add_argument("--config", required=True,
+                        help="a shipped config name (quick, full: rec_gym/agents/configs/) or a YAML file")
+    parser.add_argument("--out", default=None, help="output folder (default: the config's out, else ./results/<name>)")
     parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: the config's)")
 
 

@@ -1,7 +1,7 @@
 """Train a Stable-Baselines3 retrieval policy on a Re2LLM env, with rl-baselines3-zoo hyperparameter files.
 
-Hyperparameters live in ``benchmarks/hyperparams/<algo>.yml``, keyed by env id, in the zoo's layout
-(the same files work with ``python -m rl_zoo3.train --conf-file ...``)::
+Hyperparameters ship with the package in ``rec_gym/agents/hyperparams/<algo>.yml`` (:data:`HYPERPARAMS_DIR`),
+keyed by env id, in the zoo's layout (the same files work with ``python -m rl_zoo3.train --conf-file ...``)::
 
     Re2LLM-Synthetic-v0:
       n_envs: 8
@@ -23,12 +23,16 @@ hyperparameters, timesteps, versions), ``normalization.json`` (the observation m
 when ``normalize`` is set, ``val_curve.csv`` (val NDCG@10 against timesteps) and TensorBoard logs
 under ``tb/``.
 
-Nothing in a run folder is unpickled or evaluated as code when it is loaded, so a folder from
-someone else is safe to evaluate: the network weights load with ``torch.load(weights_only=True)``;
-every entry that SB3 stores as a pickle inside ``model.zip`` (spaces, policy class, schedules) is
-rebuilt from ``config.json`` and the env instead of being read; the expressions in the
-hyperparameters are parsed as literals, ``dict(...)`` and ``nn.<Module>`` only, and a dotted
-``policy`` must name a Stable-Baselines3 policy class.
+A run folder from someone else is safe to evaluate (:func:`load_run`): nothing in it is unpickled,
+evaluated as code or imported, and it cannot make rec_gym contact a host, read an environment variable
+or write a file. The network weights load with ``torch.load(weights_only=True)``; every entry that SB3
+stores as a pickle inside ``model.zip`` (spaces, policy class, schedules) is rebuilt from
+``config.json`` and the env instead of being read; the expressions in the hyperparameters are parsed
+as literals, ``dict(...)`` and ``nn.<Module>`` only; the env id must be one this package registers and
+the policy one of :data:`RECEIVED_POLICIES`, both checked before anything is made or imported. The
+env arguments that reach outside the process (:data:`LOCAL_ONLY_KWARGS`: the LLM and its arguments,
+the feedback table and data paths, a dataset folder, a knowledge-base file, a downloaded encoder) are
+never taken from the folder: the caller passes them.
 """
 
 from __future__ import annotations
@@ -52,7 +56,14 @@ from rec_gym.agents.tasks import make_env
 from rec_gym.envs.task import Re2LLMTask
 
 ALGOS = ("ppo", "a2c", "dqn")
-HYPERPARAMS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "hyperparams"
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+# The policies a received run may name: SB3's aliases and this package's own classes. A run folder
+# naming anything else is refused before any import.
+RECEIVED_POLICIES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy", "rec_gym.agents.features.SquaredFeaturesPolicy",
+                     "rec_gym.agents.features.SquaredFeaturesDQNPolicy")
+# Env arguments that reach outside the process (an LLM server or model download, environment variables
+# named in llm_kwargs, files to read or write): a received run's config.json never chooses them.
+LOCAL_ONLY_KWARGS = ("llm", "llm_kwargs", "feedback_table", "data_dir")
 CONFIG_NAME = "config.json"
 MODEL_NAME = "model.zip"
 NORMALIZATION_NAME = "normalization.json"
@@ -73,10 +84,12 @@ def hyperparams_path(algo: str, directory: str | os.PathLike | None = None) -> P
 
 
 def load_hyperparams(algo: str, env_id: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The raw (zoo-format) hyperparameters of ``algo`` for ``env_id`` from ``path`` (default ``benchmarks/hyperparams/<algo>.yml``)."""
+    """The raw (zoo-format) hyperparameters of ``algo`` for ``env_id`` from ``path`` (default: the shipped ``<algo>.yml``)."""
+    if path is None and algo.lower() not in ALGOS:
+        raise ValueError(f"algo={algo!r} is not one of {ALGOS}")
     path = Path(path) if path is not None else hyperparams_path(algo)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no hyperparameter file for {algo!r}; pass --hyperparams FILE "
+    if not path.is_file():
+        raise FileNotFoundError(f"hyperparameter file {path} does not exist; pass --hyperparams FILE "
                                 f"(rl-baselines3-zoo layout, keyed by env id)")
     with open(path, encoding="utf-8") as fh:
         table = yaml.safe_load(fh) or {}
@@ -160,11 +173,15 @@ class Hyperparams:
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> "Hyperparams":
+    def parse(cls, raw: dict[str, Any], received: bool = False) -> "Hyperparams":
+        """Split ``raw``; ``received=True`` (a run folder from elsewhere) allows only :data:`RECEIVED_POLICIES`."""
         params = dict(raw)
         n_envs = int(params.pop("n_envs", 1))
         n_timesteps = int(float(params.pop("n_timesteps", 0)))
         policy = params.pop("policy", "MlpPolicy")
+        if received and policy not in RECEIVED_POLICIES:
+            raise ValueError(f"policy={policy!r} is not allowed in a received run; a run folder may name only "
+                             f"{', '.join(RECEIVED_POLICIES)}")
         if isinstance(policy, str) and "." in policy:
             policy = _import_class(policy)
         normalize = params.pop("normalize", False)
@@ -307,7 +324,7 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
         seed: seed of the algorithm, the envs' resets and the network initialisation.
         timesteps: env steps; default the file's ``n_timesteps``.
         hyperparams: zoo-format hyperparameters; default read from ``hyperparams_file`` /
-            ``benchmarks/hyperparams/<algo>.yml``.
+            the shipped ``rec_gym/agents/hyperparams/<algo>.yml``.
         val_every: measure val NDCG@10 every so many env steps (``None``: not at all).
     """
     from stable_baselines3.common.env_util import make_vec_env
@@ -379,31 +396,100 @@ def save_run(out: Path, model: Any, config: dict[str, Any], normalizer: Observat
     return out / MODEL_NAME
 
 
-def load_run(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
-    """``(policy, config)`` of a run folder or of its ``model.zip`` (the policy includes its normalisation)."""
+def load_run(path: str | os.PathLike, env_kwargs: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """``(policy, config)`` of a run folder or of its ``model.zip`` (the policy includes its normalisation).
+
+    The folder may come from anyone (see the module docstring): ``env_kwargs`` supplies the
+    :data:`LOCAL_ONLY_KWARGS` and any dataset folder, knowledge-base file or downloaded encoder the run
+    needs, and overrides the config's other env arguments. The returned config's ``env_kwargs`` are the
+    ones the policy was loaded with.
+    """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: pass a run folder written by `rec-gym train` or its {MODEL_NAME}")
     folder = path if path.is_dir() else path.parent
     model_path = path if path.is_file() else folder / MODEL_NAME
     config_path = folder / CONFIG_NAME
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} not found: a model saved by `rec-gym train` has its config.json beside it")
-    if not model_path.exists():
-        raise FileNotFoundError(f"{model_path} not found")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} does not exist: a model saved by `rec-gym train` has its {CONFIG_NAME} beside it")
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path} does not exist: the run folder has no {MODEL_NAME}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{config_path}: not a JSON file written by `rec-gym train` ({exc})") from None
+    config = received_config(config, config_path, env_kwargs or {})
+    hp = Hyperparams.parse(config["hyperparams"], received=True)
     env = make_env(config["env_id"], "train", config["env_kwargs"])
-    model = load_model(model_path, config, env)
+    try:
+        model = load_model(model_path, config, env, hp)
+        dim = int(env.observation_space.shape[0])
+    finally:
+        env.close()
     norm_path = folder / NORMALIZATION_NAME
-    dim = int(env.observation_space.shape[0])
-    env.close()
     if norm_path.exists():
         return NormalizedPolicy(model, ObservationNormalizer.load(norm_path, dim)), config
-    if config["hyperparams"].get("normalize"):
+    if hp.normalize is not None:
         raise FileNotFoundError(f"{norm_path} not found: the run was trained with normalize="
                                 f"{config['hyperparams']['normalize']!r}, so its policy needs those statistics")
     return model, config
 
 
-def load_model(model_path: Path, config: dict[str, Any], env: Any) -> Any:
+def received_config(config: Any, config_path: Path, local_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``config`` checked as untrusted input, its env kwargs merged with the caller's ``local_kwargs``.
+
+    Raises ``ValueError`` naming the entry when the config names an algorithm, env id or field this
+    package does not make itself, or asks for an argument that must come from the caller.
+    """
+    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS
+
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: expected a JSON object written by `rec-gym train`")
+    for key, kind in (("algo", str), ("env_id", str), ("env_kwargs", dict), ("hyperparams", dict)):
+        if not isinstance(config.get(key), kind):
+            raise ValueError(f"{config_path}: {key!r} is missing or not a {kind.__name__}")
+    if config["algo"].lower() not in ALGOS:
+        raise ValueError(f"{config_path}: algo={config['algo']!r} is not one of {ALGOS}")
+    env_ids = (*ENV_IDS, *COMPOSE_ENV_IDS)
+    if config["env_id"] not in env_ids:
+        raise ValueError(f"{config_path}: env_id={config['env_id']!r} is not an env id of rec_gym ({', '.join(env_ids)})")
+    asked = local_only_kwargs(config["env_kwargs"])
+    missing = {key: value for key, value in asked.items() if key not in local_kwargs}
+    if missing:
+        pairs = " ".join(env_kwarg_argument(key, value) for key, value in missing.items())
+        raise ValueError(f"{config_path} asks for {', '.join(sorted(missing))}; a run folder never chooses the LLM, its "
+                         f"arguments, or a file, folder or model to read: pass them yourself if you trust them, "
+                         f"e.g. --env-kwargs {pairs}")
+    kept = {key: value for key, value in config["env_kwargs"].items() if key not in asked}
+    return {**config, "algo": config["algo"].lower(), "env_kwargs": {**kept, **local_kwargs}}
+
+
+def env_kwarg_argument(key: str, value: Any) -> str:
+    """``key=value`` as ``--env-kwargs`` reads it back (YAML scalars; JSON for anything else)."""
+    plain = isinstance(value, str) and value.strip() == value and yaml.safe_load(value) == value
+    return f"{key}={value if plain else json.dumps(value)}"
+
+
+def local_only_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``env_kwargs`` that only the user, never a run folder, may supply (see :func:`load_run`)."""
+    return {key: value for key, value in env_kwargs.items() if key in LOCAL_ONLY_KWARGS or not _shipped_value(key, value)}
+
+
+def _shipped_value(key: str, value: Any) -> bool:
+    """Whether an env argument from a received config names only what the package ships (no path, no download)."""
+    from rec_gym.data import DATASETS
+
+    if key == "dataset":
+        return isinstance(value, str) and value.lower() in DATASETS
+    if key == "kb":
+        return value == "default" or (isinstance(value, list) and all(isinstance(hint, str) for hint in value))
+    if key == "encoder":
+        return isinstance(value, str) and (value in ("minilm", "hashing") or
+                                           (value.startswith("hashing-") and value[8:].isdigit()))
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def load_model(model_path: Path, config: dict[str, Any], env: Any, hp: Hyperparams) -> Any:
     """Load an SB3 ``model.zip`` without unpickling anything (see the module docstring)."""
     cls = algo_class(config["algo"])
     try:
@@ -411,7 +497,10 @@ def load_model(model_path: Path, config: dict[str, Any], env: Any) -> Any:
             data = json.loads(archive.read("data"))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ValueError(f"{model_path}: not a Stable-Baselines3 model.zip ({exc})") from None
-    hp = Hyperparams.parse(config["hyperparams"])
+    if not isinstance(data, dict):
+        raise ValueError(f"{model_path}: not a Stable-Baselines3 model.zip (its 'data' entry is not a JSON object)")
+    if isinstance(hp.policy, str) and hp.policy not in cls.policy_aliases:
+        raise ValueError(f"policy={hp.policy!r} is not a policy of {cls.__name__}; use one of {sorted(cls.policy_aliases)}")
     policy = cls.policy_aliases[hp.policy] if isinstance(hp.policy, str) else hp.policy
     # The constructor's defaults and the run's hyperparameters are what the model was built from;
     # SB3 converts some of them (schedules, train_freq) into objects that it pickles.
@@ -423,8 +512,9 @@ def load_model(model_path: Path, config: dict[str, Any], env: Any) -> Any:
     return cls.load(model_path, device="cpu", custom_objects={key: rebuilt.get(key) for key in pickled})
 
 
-def evaluate_run(path: str | os.PathLike, split: str = "test", max_sessions: int | None = None):
-    """Load a saved run and :func:`~rec_gym.agents.evaluate` it on ``split`` of the env it was trained on."""
-    policy, config = load_run(path)
+def evaluate_run(path: str | os.PathLike, split: str = "test", max_sessions: int | None = None,
+                 env_kwargs: dict[str, Any] | None = None):
+    """Load a saved run (:func:`load_run`) and :func:`~rec_gym.agents.evaluate` it on ``split`` of its env."""
+    policy, config = load_run(path, env_kwargs)
     return evaluate(policy, config["env_id"], split=split, env_kwargs=config["env_kwargs"],
                     max_sessions=max_sessions), config
