@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=HERE / "hint_sets", help="output folder (default benchmarks/hint_sets)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(1)  # small networks: one thread is fastest, and runs stay reproducible
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="rec_gym_hint_sets_") as tmp:
         results = [run_dataset(name, args, Path(tmp)) for name in args.datasets]
@@ -238,7 +241,6 @@ def main(argv: list[str] | None = None) -> None:
     plot(results, args.out / "comparison.png")
     import gymnasium
     import stable_baselines3
-    import torch
 
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/hint_sets.py", *(argv or sys.argv[1:])])
     (args.out / "command.txt").write_text(
