@@ -87,10 +87,8 @@ def test_config_refuses_a_split_in_env_kwargs(tmp_path):
 
 
 def test_shipped_configs_load_with_at_least_five_seeds():
-    from rec_gym.agents.benchmark import REPO_ROOT
-
     for name in ("quick", "full"):
-        config = BenchmarkConfig.load(REPO_ROOT / "benchmarks" / "configs" / f"{name}.yaml")
+        config = BenchmarkConfig.load(name)
         assert len(config.seeds) >= 5 and set(config.algos) == {"ppo", "a2c", "dqn"}
 
 

@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
             rows = shard_rows(len(task.rows), *shard)
         return _fill(task, table, rows, args, cached)
     except (ValueError, OSError) as exc:
-        print(f"rec-gym precompute: {exc}", file=sys.stderr)
+        print(f"rec-gym precompute: error: {exc}", file=sys.stderr)
         return 2
     finally:
         if cached is not None:
