@@ -74,6 +74,12 @@ def test_a_comma_list_after_a_preamble_and_with_unknown_titles():
     assert parse_ranking(reply, CANDIDATES) == [1, 4, 0]
 
 
+def test_a_colon_in_the_first_title_of_a_comma_list_is_not_a_preamble():
+    candidates = ["Star Wars: Episode IV - A New Hope (1977)", "Heat (1995)", "Alien (1979)"]
+    assert parse_ranking("Star Wars: Episode IV - A New Hope, Alien, Heat", candidates) == [0, 2, 1]
+    assert parse_ranking("Try these: Heat, Star Wars: Episode IV - A New Hope (1977)", candidates) == [1, 0]
+
+
 def test_a_sentence_with_one_title_and_a_comma_is_not_a_list():
     assert parse_ranking("If you liked Heat, try something new.", CANDIDATES) == []
 

@@ -501,7 +501,6 @@ def _comma_list(index: _CandidateIndex, line: str, used: set[int]) -> list[int]:
     pieces = line.split(",")
     if len(pieces) < 2:
         return []
-    pieces[0] = _LIST_PREAMBLE.sub("", pieces[0])
     found: list[int] = []
     taken = set(used)
     start = 0
@@ -515,6 +514,10 @@ def _comma_list(index: _CandidateIndex, line: str, used: set[int]) -> list[int]:
                 start = stop
                 break
         else:
+            preamble = _LIST_PREAMBLE.match(pieces[0]) if start == 0 else None
+            if preamble:  # "My picks: Heat" when "Star Wars: Episode IV" was not a title
+                pieces[0] = pieces[0][preamble.end() :]
+                continue
             start += 1
     return found if len(found) >= 2 else []
 
