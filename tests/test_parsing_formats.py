@@ -4,7 +4,7 @@ lists, and replies far longer than a top-10 list (the size cap and the bounded w
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rec_gym.llm import parsing
@@ -144,3 +144,36 @@ def test_any_order_as_json_parses_back_exactly(order, element):
 @given(st.permutations(range(len(CANDIDATES))))
 def test_any_order_as_a_comma_list_parses_back_exactly(order):
     assert parse_ranking(", ".join(CANDIDATES[i] for i in order), CANDIDATES) == list(order)
+
+
+def _reference_lookup(index, span, loose):
+    """What a span names by the tiers of the module docstring, with no shortcut (normalise, then look up)."""
+    parts, year = parsing._title_parts(span)
+    if not parts or len(span) > index.longest_span:
+        return None
+    for key in [parsing._key(parts, year)] + ([parsing._key(parts[:1], year)] if len(parts) > 1 else []):
+        for table in (index.exact, index.alias):
+            if table.get(key):
+                return table[key][0]
+    if loose:
+        table = index.yearless if year is None else index.undated
+        for key in (parsing._key(parts, None), parsing._key(parts[:1], None)):
+            if table.get(key):
+                return table[key][0]
+    return None
+
+
+_FRAGMENTS = ["Heat", "heat", "The", "the", ", The", ", L'", "L'", "Good", "Bad", "Ugly", ",", " ", "  ", "(1995)",
+              "(1966)", " (1995 film)", "(", ")", "[", "]", "(Postino, Il)", "Postman", "&", "and", "é", "-", ".",
+              "!", ":", "\n", "(x)", "Toy Story", "2", "Casino", "Alien", "a.k.a."]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=8), st.booleans())
+@example(["Heat", "(x)"], True)  # the first title alone names "Heat (1995)"
+@example(["Toy Story", " ", "(1995)", "(x)"], False)
+@example(["Good", ",", " ", "The", " ", "Bad"], True)
+def test_the_quick_checks_before_a_lookup_never_change_what_a_span_names(fragments, loose):
+    span = "".join(fragments)
+    index = parsing._candidate_index(tuple(CANDIDATES))
+    assert parsing._lookup(index, span, set(), loose) == _reference_lookup(index, span, loose)

@@ -82,8 +82,10 @@ Once its reasoning is removed, a reply is cut to its first :data:`MAX_REPLY_CHAR
 reply is rambling. A title span longer
 than three times the longest candidate title plus 60 characters names no candidate and is not
 looked up, so every item costs at most a bounded amount of work and parsing is linear in the
-reply's length (``benchmarks/parse_speed.py`` measures it: a 100 kB reply of any shape parses in
-milliseconds). The normal form of each title and the lookup tables of each candidate set are
+reply's length. A plain ASCII span gets its key without the full normalisation, and a span whose
+first letters open no candidate's key is not normalised at all (neither changes what a span
+names). ``benchmarks/parse_speed.py`` measures it: a 100 kB reply of the worst shapes takes tens of
+milliseconds. The normal form of each title and the lookup tables of each candidate set are
 cached, so a 10-line reply against 50 candidates parses in well under a millisecond.
 """
 
@@ -209,6 +211,7 @@ class _CandidateIndex(NamedTuple):
     undated: dict[str, tuple[int, ...]]  # candidates without a year, for a reply with one
     longest_span: int  # characters; a longer span names no candidate
     most_commas: int  # the most commas in one candidate title
+    openings: frozenset[str]  # the first 1..PREFIX letters and digits of every key above
 
 
 def _finish(table: dict[str, list[int]], full_keys: list[str]) -> dict[str, tuple[int, ...]]:
@@ -251,7 +254,35 @@ def _candidate_index(candidates: tuple[str, ...]) -> _CandidateIndex:
         _finish(undated, full_keys),
         3 * max(map(len, candidates)) + 60,
         max(title.count(",") for title in candidates),
+        frozenset(
+            key.replace(" ", "")[:n] for table in (exact, alias, yearless, undated) for key in table
+            for n in range(1, _PREFIX + 1)
+        ),
     )
+
+
+# A key starts with the letters and digits of the span's first title, in order (ASCII, lower case),
+# unless the span moves a trailing article to the front, spells "and" as "&" or folds non-ASCII
+# letters: so, for the other spans, the first few of them must open some candidate's key. Most spans of a long
+# reply fail this check, and it costs far less than normalising them.
+_PREFIX = 6
+_OPENING = re.compile(r"[^a-z0-9]*" + r"(?:([a-z0-9])[^a-z0-9]*)?" * _PREFIX, re.IGNORECASE)
+_COMMA_ARTICLE = re.compile(r",\s*(?:" + "|".join(re.escape(a) for a in TRAILING_ARTICLES) + r")(?![a-z])", re.IGNORECASE)
+
+
+def _reorders(span: str) -> bool:
+    """Whether normalising ``span`` may move or add letters: a non-ASCII letter, ``&``, ``, The``."""
+    return not span.isascii() or "&" in span or ("," in span and _COMMA_ARTICLE.search(span) is not None)
+
+
+def _may_name(index: _CandidateIndex, span: str) -> bool:
+    """False when ``span`` cannot name a candidate of ``index`` (a cheap check before normalising it)."""
+    if _reorders(span):
+        return True
+    # Only the first title counts: a span is also looked up without its bracketed alternative titles.
+    first_title = min((i for i in (span.find("("), span.find("[")) if i >= 0), default=len(span))
+    opening = "".join(filter(None, _OPENING.match(span, 0, first_title).groups())).lower()
+    return not opening or opening in index.openings
 
 
 def _pick(indices: tuple[int, ...], used: set[int]) -> int:
@@ -261,22 +292,50 @@ def _pick(indices: tuple[int, ...], used: set[int]) -> int:
     return indices[0]  # all taken: a repeat, which the caller drops
 
 
-def _lookup(index: _CandidateIndex, span: str, used: set[int], loose: bool) -> int | None:
-    """The candidate ``span`` names, by the tiers in the module docstring; ``loose`` allows tier 3."""
-    if len(span) > index.longest_span:
+# A plain ASCII span: its key is its letters and digits (and the year of a "(1995)" at its end), the
+# same as _title_parts gives, without the regular expressions that handle alternative titles and
+# articles. Only a bracket at the end of a span makes a year or an alternative title.
+_PLAIN_YEAR = re.compile(r"([^()\[\]]*)\((\d{4})\)")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def _span_keys(index: _CandidateIndex, span: str) -> tuple[list[str], list[str], bool] | None:
+    """``(keys for tiers 1-2, keys for tier 3, has a year)`` of ``span``, or ``None`` when it names nothing."""
+    key, year = "", None
+    if not _reorders(span) and "\n" not in span:
+        text = span.strip().rstrip(_TRIM)
+        dated = _PLAIN_YEAR.fullmatch(text) if text.endswith((")", "]")) else None
+        if dated:
+            key, year = _NOT_ALNUM.sub("", dated.group(1).lower()), dated.group(2)
+        elif not text.endswith((")", "]")):
+            key = _NOT_ALNUM.sub("", text.lower())
+    if key:
+        return [f"{key} {year}" if year else key], [key], year is not None
+    if not _may_name(index, span):
         return None
     parts, year = _title_parts(span)
     if not parts:
         return None
-    dated = [_key(parts, year)] + ([_key(parts[:1], year)] if len(parts) > 1 else [])
+    dated_keys = [_key(parts, year)] + ([_key(parts[:1], year)] if len(parts) > 1 else [])
+    return dated_keys, list(dict.fromkeys([_key(parts, None), _key(parts[:1], None)])), year is not None
+
+
+def _lookup(index: _CandidateIndex, span: str, used: set[int], loose: bool) -> int | None:
+    """The candidate ``span`` names, by the tiers in the module docstring; ``loose`` allows tier 3."""
+    if len(span) > index.longest_span:
+        return None
+    keys = _span_keys(index, span)
+    if keys is None:
+        return None
+    dated, undated, has_year = keys
     for key in dated:
         for table in (index.exact, index.alias):
             hit = table.get(key)
             if hit:
                 return _pick(hit, used)
     if loose:
-        table = index.yearless if year is None else index.undated
-        for key in dict.fromkeys([_key(parts, None), _key(parts[:1], None)]):
+        table = index.undated if has_year else index.yearless
+        for key in undated:
             hit = table.get(key)
             if hit:
                 return _pick(hit, used)
