@@ -94,3 +94,12 @@ def test_an_unsafe_dataset_name_is_refused(tmp_path, name):
 def test_a_plain_dataset_name_is_used(tmp_path):
     folder = write_folder(tmp_path / "f", ITEMS, [{"history": [0], "target": 1}], {"name": "ml-1m_v2.small"})
     assert load_dataset(folder, n_candidates=3).name == "ml-1m_v2.small"
+
+
+@pytest.mark.parametrize("field, value", [("year", 10**30), ("year", 1995.5), ("year", -1), ("popularity", float("nan")),
+                                          ("popularity", float("inf"))])
+def test_an_item_number_out_of_range_names_the_line(tmp_path, field, value):
+    folder = write_folder(tmp_path / "f", [{"item_id": 1, "title": "A"}, {"item_id": 2, "title": "B", field: value}],
+                          [{"history": [1], "target": 2}])
+    with pytest.raises(ValueError, match=rf"items.jsonl line 2: {field} .* must be"):
+        load_session_folder(folder)

@@ -115,8 +115,8 @@ def _item(obj: dict[str, Any], path: Path, lineno: int) -> Item:
         if key in ("item_id", "title", "domain") or value is None:
             continue
         if key == "year":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{where}: year {value!r} must be an integer")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 9999:
+                raise ValueError(f"{where}: year {value!r} must be an integer from 1 to 9999")
         elif key == "genres":
             if isinstance(value, str):
                 value = [g for g in value.split("|") if g]
