@@ -64,6 +64,10 @@ def test_bracketed_numbers_are_not_mistaken_for_json():
     assert parse_ranking("[1] Casino (1995)\n[2] Heat (1995)", CANDIDATES) == [1, 0]
 
 
+def test_json_nested_too_deeply_is_not_a_ranking_and_the_list_below_it_still_counts():
+    assert parse_ranking("[" * 10_000 + "]" * 10_000 + "\n1. Heat (1995)", CANDIDATES) == [0]
+
+
 def test_a_comma_list_on_one_line_keeps_titles_with_commas_whole():
     reply = "Heat (1995), Good, The Bad and The Ugly, The (1966), Postman, The (Postino, Il) (1994), Casino"
     assert parse_ranking(reply, CANDIDATES) == [0, 2, 3, 1]
