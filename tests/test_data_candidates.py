@@ -12,7 +12,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import rec_gym  # noqa: F401  (registers the env ids)
 from rec_gym.data import load_dataset
 from rec_gym.llm.protocol import target_rank
 from rec_gym.metrics import ndcg_at_k

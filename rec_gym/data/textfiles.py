@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import json
 import os
-from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["decode_line", "parse_json", "read_text", "text_lines"]
@@ -56,5 +55,5 @@ def parse_json(text: str, path: str | os.PathLike, lineno: int) -> Any:
         raise ValueError(f"{path} line {lineno + exc.lineno - 1}: not valid JSON ({exc.msg} at column "
                          f"{exc.colno})") from None
     except RecursionError:
-        raise ValueError(f"{Path(path)} line {lineno}: JSON nested too deeply to read; a dataset line holds "
+        raise ValueError(f"{path} line {lineno}: JSON nested too deeply to read; a dataset line holds "
                          f"flat lists of item ids and plain values") from None
