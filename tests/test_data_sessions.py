@@ -178,13 +178,38 @@ def test_given_candidates_are_used_exactly():
 @pytest.mark.parametrize("candidates, message", [
     ((5, 6, 1, 7), "do not contain the target"),
     ((5, 9, 1, 12), "candidate index 12 is outside the catalog"),
-    ((5, 9, 9, 7), "duplicates"),
-    ((5, 9, 1), "has 3 candidates but n_candidates=4"),
 ])
 def test_bad_given_candidates_name_the_session(candidates, message):
     sessions = [RawSession("ok", (1, 2), 3), RawSession("bad-one", (2, 3), 9, candidates=candidates)]
     with pytest.raises(ValueError, match=f"session 'bad-one'.*{message}"):
         assemble("toy", make_catalog(10), sessions, n_candidates=4)
+
+
+def test_repeated_given_candidates_are_dropped_keeping_the_first_with_one_warning():
+    sessions = [RawSession("a", (1, 2), 9, candidates=(5, 9, 5, 7, 9)), RawSession("b", (2, 3), 4, candidates=(4, 4, 8)),
+                RawSession("c", (2, 3), 6, candidates=(6, 0, 1))]
+    with pytest.warns(UserWarning, match=r"dataset 'toy': dropped 3 repeated candidate\(s\) in 2 session\(s\)") as caught:
+        dataset = assemble("toy", make_catalog(10), sessions, n_candidates=4)
+    assert len(caught) == 1
+    assert dataset.candidates.tolist() == [[5, 9, 7], [4, 8, -1], [6, 0, 1]]
+    assert dataset.candidate_counts.tolist() == [3, 2, 3] and dataset.target_pos.tolist() == [1, 0, 0]
+    assert dataset.candidates_of(1).tolist() == [4, 8]
+
+
+def test_given_candidate_sets_of_different_sizes_are_padded_to_the_largest():
+    sessions = [RawSession("a", (1, 2), 9, candidates=(5, 9, 1)), RawSession("b", (2, 3), 4),
+                RawSession("c", (2, 3), 6, candidates=(0, 1, 2, 3, 6, 7))]
+    dataset = assemble("toy", make_catalog(10), sessions, n_candidates=4)
+    assert dataset.candidates.shape == (3, 6) and dataset.candidate_counts.tolist() == [3, 4, 6]
+    assert dataset.candidates[0].tolist() == [5, 9, 1, -1, -1, -1] and (dataset.candidates[1, 4:] == -1).all()
+    history, candidates = dataset.session_items(0)
+    assert [item.item_id for item in candidates] == ["5", "9", "1"]
+    assert dataset.subset([1, 0]).candidate_counts.tolist() == [4, 3]
+
+
+def test_n_candidates_beyond_the_catalog_is_no_error_when_every_session_has_its_candidates():
+    dataset = assemble("toy", make_catalog(10), [RawSession("x", (1,), 2, candidates=(2, 3))])
+    assert dataset.candidates.tolist() == [[2, 3]]
 
 
 def test_out_of_catalog_indices_duplicate_ids_and_a_small_catalog_are_errors():

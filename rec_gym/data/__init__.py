@@ -36,7 +36,7 @@ from rec_gym.storage import atomic_path, cache_dir, stable_hash, write_json_atom
 
 DATASETS: tuple[str, ...] = ("ml-1m", "ml-latest-small", "ml-25m", "steam", "synthetic")
 # Bump when parsing or assembling changes what a cached dataset holds.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: ragged candidate sets (-1 padded), Steam's empty histories dropped
 
 __all__ = ["DATASETS", "Catalog", "DatasetNotFoundError", "Item", "RawSession", "SessionDataset", "assemble",
            "load_dataset"]

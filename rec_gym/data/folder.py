@@ -7,8 +7,11 @@ Layout::
                         "creator": "Ridley Scott"}   one item per line; only item_id and title are required
       sessions.jsonl   {"history": [3, 17, 5], "target": 9}   one session per line, item ids oldest first;
                        optional "session_id" (default "line-<n>"), "split" ("train"/"val"/"test", default:
-                       a seeded 80/10/10 split) and "candidates" (item ids, target included, used as given)
-      dataset.json     optional: {"name": "my-dataset", "domain": "movie" | "game"}
+                       a seeded 80/10/10 split) and "candidates" (item ids, target included, used as given:
+                       sessions may have different numbers; a repeated item is dropped with a warning)
+                       The history must not be empty.
+      dataset.json     optional: {"name": "my-dataset", "domain": "movie" | "game"}; a name is letters,
+                       digits, '.', '_' and '-' (at most 64, no '/' or '..')
 
 Item ids may be JSON numbers or strings; they are compared as strings. Item keys besides
 ``item_id`` and ``title`` become attributes (``genres`` a tuple of strings, ``year`` an int, other
@@ -18,38 +21,42 @@ name is the folder's name and the domain is the items' common ``"domain"`` key o
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
 from rec_gym.data.sessions import SPLITS, RawSession
+from rec_gym.data.textfiles import parse_json, read_text, text_lines
 from rec_gym.data.types import DOMAINS, Catalog, Item
 
 ITEMS_FILE = "items.jsonl"
 SESSIONS_FILE = "sessions.jsonl"
 INFO_FILE = "dataset.json"
+# Names end up in cache and table file names, so they are one plain path component.
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line of a JSON-lines file (UTF-8)."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                                 f"each line must be one JSON object") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path} line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = parse_json(line, path, lineno)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; each line must be one JSON object") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path} line {lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def parse_session(obj: dict[str, Any], path: Path, lineno: int, catalog: Catalog, *,
                   default_id: str, default_split: str | None = None) -> RawSession:
-    """One ``{"history": [ids], "target": id, ...}`` line as a :class:`RawSession` of catalog indices."""
+    """One ``{"history": [ids], "target": id, ...}`` line as a :class:`RawSession` of catalog indices.
+
+    The history may be empty here; a session folder refuses that (:func:`load_session_folder`).
+    """
     where = f"{path} line {lineno}"
     if "history" not in obj or "target" not in obj:
         raise ValueError(f"{where}: a session needs the keys 'history' and 'target', got {sorted(obj)}")
@@ -82,14 +89,15 @@ def read_info(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / INFO_FILE
     if not path.exists():
         return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    info = parse_json(read_text(path), path, 1)
     if not isinstance(info, dict):
         raise ValueError(f"{path}: expected a JSON object like {{\"name\": ..., \"domain\": \"movie\"}}")
     if "domain" in info and info["domain"] not in DOMAINS:
         raise ValueError(f"{path}: domain {info['domain']!r} is not one of {DOMAINS}")
+    if "name" in info and not (isinstance(info["name"], str) and _DATASET_NAME.fullmatch(info["name"])):
+        raise ValueError(f"{path}: dataset name {info['name']!r} is not allowed; a name is 1 to 64 letters, digits, "
+                         f"'.', '_' or '-' (no '/', no '..', no spaces), starting with a letter or digit, "
+                         f"e.g. \"my-dataset\"")
     return info
 
 
@@ -107,8 +115,8 @@ def _item(obj: dict[str, Any], path: Path, lineno: int) -> Item:
         if key in ("item_id", "title", "domain") or value is None:
             continue
         if key == "year":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{where}: year {value!r} must be an integer")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 9999:
+                raise ValueError(f"{where}: year {value!r} must be an integer from 1 to 9999")
         elif key == "genres":
             if isinstance(value, str):
                 value = [g for g in value.split("|") if g]
@@ -151,8 +159,13 @@ def load_session_folder(folder: str | os.PathLike) -> tuple[Catalog, list[RawSes
     if domain not in DOMAINS:
         raise ValueError(f"{items_path}: domain {domain!r} is not one of {DOMAINS}")
     catalog = Catalog(items, domain=domain)
-    sessions = [parse_session(obj, sessions_path, lineno, catalog, default_id=f"line-{lineno}")
-                for lineno, obj in iter_jsonl(sessions_path)]
+    sessions = []
+    for lineno, obj in iter_jsonl(sessions_path):
+        session = parse_session(obj, sessions_path, lineno, catalog, default_id=f"line-{lineno}")
+        if not session.history:
+            raise ValueError(f"{sessions_path} line {lineno}: 'history' is empty; a session needs at least one "
+                             f"item before its target; remove the line or add its earlier items")
+        sessions.append(session)
     if not sessions:
         raise ValueError(f"{sessions_path}: no sessions")
     return catalog, sessions

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rec_gym.data.sessions import RawSession, sessionize_by_day
+from rec_gym.data.textfiles import decode_line, text_lines
 from rec_gym.data.types import Catalog, Item
 
 ML1M_FILES = ("ratings.dat", "movies.dat")
@@ -85,19 +86,18 @@ def read_csv_movies(path: str | os.PathLike) -> Catalog:
     path = Path(path)
     items: list[Item] = []
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header != CSV_MOVIES_HEADER:
-            raise ValueError(f"{path} line 1: expected the header {','.join(CSV_MOVIES_HEADER)}, got {header}")
-        for fields in reader:
-            lineno = reader.line_num
-            if not fields:
-                continue
-            if len(fields) != 3:
-                raise ValueError(f"{path} line {lineno}: expected 3 comma-separated fields (movieId,title,genres; "
-                                 f"quote titles that contain commas), got {len(fields)}")
-            items.append(_checked_movie(path, lineno, fields, first_line))
+    reader = csv.reader(line for _, line in text_lines(path))
+    header = next(reader, None)
+    if header != CSV_MOVIES_HEADER:
+        raise ValueError(f"{path} line 1: expected the header {','.join(CSV_MOVIES_HEADER)}, got {header}")
+    for fields in reader:
+        lineno = reader.line_num
+        if not fields:
+            continue
+        if len(fields) != 3:
+            raise ValueError(f"{path} line {lineno}: expected 3 comma-separated fields (movieId,title,genres; "
+                             f"quote titles that contain commas), got {len(fields)}")
+        items.append(_checked_movie(path, lineno, fields, first_line))
     if not items:
         raise ValueError(f"{path}: no movies")
     return Catalog(items, domain="movie")
@@ -105,8 +105,9 @@ def read_csv_movies(path: str | os.PathLike) -> Catalog:
 
 def _checked_movie(path: Path, lineno: int, fields: list[str], first_line: dict[str, int]) -> Item:
     movie_id = fields[0].strip()
-    if not movie_id.isdigit():
-        raise ValueError(f"{path} line {lineno}: movie id {movie_id!r} is not a non-negative integer")
+    if not (movie_id.isascii() and movie_id.isdigit() and int(movie_id) < 2**31):
+        raise ValueError(f"{path} line {lineno}: movie id {movie_id!r} is not an integer in 0..2147483647; "
+                         f"correct or remove the line")
     movie_id = str(int(movie_id))
     if movie_id in first_line:
         raise ValueError(f"{path} line {lineno}: movie id {movie_id} already given on line {first_line[movie_id]}")
@@ -159,6 +160,37 @@ def _explain_bad_block(path: Path, first_line: int, block: bytes, sep: str) -> V
     return ValueError(f"{path} lines {first_line}..{last_line}: could not be parsed as {fields_name}")
 
 
+# Per column: what a value must be, its smallest and largest value, and whether it must be whole.
+_COLUMN_RULES = (
+    ("an integer user id in 0..2147483647", 0, 2**31 - 1, True),
+    ("an integer movie id in 0..2147483647", 0, 2**31 - 1, True),
+    ("a finite number", -np.inf, np.inf, False),
+    ("a whole number of Unix seconds", -(2**53), 2**53, True),
+)
+
+
+def _check_ranges(values: np.ndarray, path: Path, first_line: int, block: bytes, sep: str) -> None:
+    """Raise naming the first line of ``block`` whose ids or timestamp are not whole numbers in range.
+
+    loadtxt reads every field as a float, so ``1193.7``, ``nan``, ``inf``, ``-1`` and ``4294967297``
+    parse; casting them to int32 ids would silently give other movies.
+    """
+    fields_name = ("UserID::MovieID::Rating::Timestamp" if sep == "::" else "userId,movieId,rating,timestamp").split(sep)
+    for column, (expected, low, high, whole) in enumerate(_COLUMN_RULES):
+        value = values[:, column]
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(value) | (value < low) | (value > high)
+            if whole:
+                bad |= value != np.floor(value)
+        if bad.any():
+            row = int(np.argmax(bad))
+            lineno = int(_line_numbers(block, first_line, len(values))[row])
+            line = block.split(b"\n")[lineno - first_line].decode("latin-1").rstrip("\r")
+            raise ValueError(f"{path} line {lineno}: {fields_name[column]} {line.split(sep)[column]!r} is not "
+                             f"{expected} ({int(bad.sum())} such line(s) in this part of the file); correct or "
+                             f"remove the line")
+
+
 def read_ratings(path: str | os.PathLike, sep: str, header: list[str] | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(user, movie, timestamp, line)``: ``(n,)`` columns of a ratings file and each row's line number.
@@ -169,8 +201,8 @@ def read_ratings(path: str | os.PathLike, sep: str, header: list[str] | None = N
     """
     path = Path(path)
     if header is not None:
-        with open(path, encoding="utf-8", newline="") as fh:
-            found = fh.readline().strip().split(sep)
+        with open(path, "rb") as fh:
+            found = decode_line(fh.readline(), path, 1).strip().split(sep)
         if found != header:
             raise ValueError(f"{path} line 1: expected the header {sep.join(header)}, got {sep.join(found)!r}")
     users, movies, stamps, lines = [], [], [], []
@@ -187,6 +219,7 @@ def read_ratings(path: str | os.PathLike, sep: str, header: list[str] | None = N
             continue
         if values.shape[1] != 4:
             raise _explain_bad_block(path, first_line, block, sep)
+        _check_ranges(values, path, first_line, block, sep)
         # int32 ids and line numbers halve the memory of ml-25m's 25M rows; timestamps need int64.
         users.append(values[:, 0].astype(np.int32))
         movies.append(values[:, 1].astype(np.int32))

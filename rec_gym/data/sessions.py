@@ -6,6 +6,8 @@ The protocol (see ``DESIGN.md``):
   least 4 items; the target is the last item, the history the rest, the most recent 20 kept;
 - candidates are the target plus ``n_candidates - 1`` negatives drawn uniformly, without
   duplicates, from the catalog items that are neither in the history nor the target, shuffled;
+  a session that comes with its own candidates keeps them as given, whatever their number, with
+  repeated items dropped (first occurrence kept, one warning per dataset);
 - each session's draw comes from its own generator seeded by ``(seed, session_id)`` through a
   stable hash, so a session keeps its candidates whatever else changes (``n_train``, the
   splits, the other sessions);
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Sequence
 
@@ -161,7 +164,7 @@ def with_popularity(catalog: Catalog, sessions: Sequence[RawSession], max_histor
     return Catalog(items, domain=catalog.domain)
 
 
-def _check_session(session: RawSession, n_items: int, n_candidates: int) -> None:
+def _check_session(session: RawSession, n_items: int) -> None:
     where = f"session {session.session_id!r}"
     indices = list(session.history) + [session.target]
     bad = [i for i in indices if not 0 <= int(i) < n_items]
@@ -171,17 +174,30 @@ def _check_session(session: RawSession, n_items: int, n_candidates: int) -> None
         raise ValueError(f"{where}: split {session.split!r} is not one of {SPLITS}")
     if session.candidates is None:
         return
-    candidates = list(session.candidates)
-    if len(candidates) != n_candidates:
-        raise ValueError(f"{where}: has {len(candidates)} candidates but n_candidates={n_candidates}; "
-                         f"give every session {n_candidates} candidates or pass n_candidates={len(candidates)}")
-    bad = [i for i in candidates if not 0 <= int(i) < n_items]
+    bad = [i for i in session.candidates if not 0 <= int(i) < n_items]
     if bad:
         raise ValueError(f"{where}: candidate index {bad[0]} is outside the catalog (0..{n_items - 1})")
-    if len(set(candidates)) != len(candidates):
-        raise ValueError(f"{where}: its candidates contain duplicates")
-    if session.target not in candidates:
+    if session.target not in session.candidates:
         raise ValueError(f"{where}: its candidates do not contain the target (catalog index {session.target})")
+
+
+def without_repeats(name: str, sessions: list[RawSession]) -> list[RawSession]:
+    """``sessions`` with each given candidate set's repeated items dropped (first occurrence kept).
+
+    Real candidate files sometimes list an item twice; one warning says how many were dropped.
+    """
+    dropped, touched, out = 0, 0, []
+    for session in sessions:
+        if session.candidates is not None and len(set(session.candidates)) != len(session.candidates):
+            unique = tuple(dict.fromkeys(session.candidates))
+            dropped += len(session.candidates) - len(unique)
+            touched += 1
+            session = replace(session, candidates=unique)
+        out.append(session)
+    if dropped:
+        warnings.warn(f"dataset {name!r}: dropped {dropped} repeated candidate(s) in {touched} session(s) "
+                      f"(the first occurrence of each item is kept)", stacklevel=3)
+    return out
 
 
 def assign_splits(sessions: Sequence[RawSession], seed: int,
@@ -214,7 +230,8 @@ def assemble(name: str, catalog: Catalog, sessions: list[RawSession], *, n_candi
         name: dataset name recorded in the result and its fingerprint.
         catalog: the items; sessions refer to them by index.
         sessions: the sessions in a stable order (the split permutation depends on it).
-        n_candidates: candidates per session, target included.
+        n_candidates: candidates per session, target included, where the package draws them;
+            sessions that come with candidates keep theirs (the array is padded with -1 to the largest set).
         seed: seeds candidates (per session), the split permutation and the ``n_train`` draw.
         n_train: keep only this many randomly chosen train sessions (the paper's few-shot 500);
             val and test are kept whole.
@@ -227,16 +244,18 @@ def assemble(name: str, catalog: Catalog, sessions: list[RawSession], *, n_candi
     """
     if not sessions:
         raise ValueError(f"dataset {name!r} has no sessions to assemble")
-    if n_candidates < 1:
-        raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
-    if n_candidates > len(catalog):
-        raise ValueError(f"n_candidates={n_candidates} exceeds the catalog of dataset {name!r} "
-                         f"({len(catalog)} items); use n_candidates <= {len(catalog)}")
     if max_history < 1:
         raise ValueError(f"max_history must be at least 1, got {max_history}")
     n_items = len(catalog)
     for session in sessions:
-        _check_session(session, n_items, n_candidates)
+        _check_session(session, n_items)
+    sessions = without_repeats(name, sessions)
+    drawn = any(s.candidates is None for s in sessions)
+    if drawn and n_candidates < 1:
+        raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
+    if drawn and n_candidates > len(catalog):
+        raise ValueError(f"n_candidates={n_candidates} exceeds the catalog of dataset {name!r} "
+                         f"({len(catalog)} items); use n_candidates <= {len(catalog)}")
     ids = [str(s.session_id) for s in sessions]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i, count in Counter(ids).items() if count > 1)
@@ -257,16 +276,17 @@ def assemble(name: str, catalog: Catalog, sessions: list[RawSession], *, n_candi
     width = max(1, max(min(len(s.history), max_history) for s in kept))
     history = np.full((len(kept), width), -1, dtype=np.int32)
     target = np.empty(len(kept), dtype=np.int32)
-    candidates = np.empty((len(kept), n_candidates), dtype=np.int32)
+    given = [len(s.candidates) for s in kept if s.candidates is not None]
+    candidates = np.full((len(kept), max([*given, n_candidates] if drawn else given)), -1, dtype=np.int32)
     for row, session in enumerate(kept):
         recent = session.history[len(session.history) - max_history:] if len(session.history) > max_history \
             else session.history
         history[row, :len(recent)] = recent
         target[row] = session.target
         if session.candidates is not None:
-            candidates[row] = session.candidates
+            candidates[row, :len(session.candidates)] = session.candidates
         else:
-            candidates[row] = draw_candidates(session.target, recent, n_items, n_candidates,
+            candidates[row, :n_candidates] = draw_candidates(session.target, recent, n_items, n_candidates,
                                               session_rng(seed, str(session.session_id)))
     session_ids = np.array([ids[r] for r in rows.tolist()], dtype=str)
     split = split[rows]

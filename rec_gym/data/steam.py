@@ -8,17 +8,20 @@ Folder layout::
       val.jsonl
       test.jsonl
 
-The split of a session is its file's. Games have titles only (no genres or year); popularity is
+The split of a session is its file's. Sessions with an empty history are dropped (one warning
+says how many; the shared test file has one). Games have titles only (no genres or year); popularity is
 filled from the sessions by :func:`rec_gym.data.sessions.assemble`.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from rec_gym.data.folder import iter_jsonl, parse_session
 from rec_gym.data.sessions import RawSession
+from rec_gym.data.textfiles import text_lines
 from rec_gym.data.types import Catalog, Item
 
 CATALOG_FILE = "id2name.txt"
@@ -43,22 +46,20 @@ def read_id2name(path: str | os.PathLike) -> Catalog:
     path = Path(path)
     items: list[Item] = []
     first_line: dict[str, int] = {}
-    # Universal newlines turn the release's CRLF into "\n", so no title ends in "\r".
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            fields = line.split("::", 1)
-            if len(fields) != 2:
-                raise ValueError(f"{path} line {lineno}: expected '<id>::<title>', got {line[:80]!r}")
-            game_id, title = fields[0].strip(), fields[1].strip()
-            if not game_id or not title:
-                raise ValueError(f"{path} line {lineno}: empty id or title in {line[:80]!r}")
-            if game_id in first_line:
-                raise ValueError(f"{path} line {lineno}: id {game_id!r} already given on line {first_line[game_id]}")
-            first_line[game_id] = lineno
-            items.append(Item(game_id, title, {}))
+    # text_lines drops the release's CRLF line ends, so no title ends in "\r".
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("::", 1)
+        if len(fields) != 2:
+            raise ValueError(f"{path} line {lineno}: expected '<id>::<title>', got {line[:80]!r}")
+        game_id, title = fields[0].strip(), fields[1].strip()
+        if not game_id or not title:
+            raise ValueError(f"{path} line {lineno}: empty id or title in {line[:80]!r}")
+        if game_id in first_line:
+            raise ValueError(f"{path} line {lineno}: id {game_id!r} already given on line {first_line[game_id]}")
+        first_line[game_id] = lineno
+        items.append(Item(game_id, title, {}))
     if not items:
         raise ValueError(f"{path}: no games")
     return Catalog(items, domain="game")
@@ -75,4 +76,8 @@ def load_steam(folder: str | os.PathLike) -> tuple[Catalog, list[RawSession]]:
     catalog = read_id2name(catalog_path)
     sessions = [parse_session(obj, path, lineno, catalog, default_id=f"{split}-{lineno}", default_split=split)
                 for split, path in files.items() for lineno, obj in iter_jsonl(path)]
-    return catalog, sessions
+    # LLaRA's filtering left a few sessions with nothing before the target; no prompt can be made of them.
+    empty = sum(not session.history for session in sessions)
+    if empty:
+        warnings.warn(f"{folder}: dropped {empty} session(s) with an empty history", stacklevel=2)
+    return catalog, [session for session in sessions if session.history]

@@ -106,12 +106,15 @@ class Catalog:
 class SessionDataset:
     """Sessions of one dataset, with fixed candidate sets and a split label per session.
 
-    Shapes (``n`` sessions, ``c`` candidates, ``h`` = longest kept history, at most 20):
+    Shapes (``n`` sessions, ``c`` = largest candidate set, ``h`` = longest kept history, at most 20):
 
     - ``history``: int32 ``(n, h)``, catalog indices oldest first, right-padded with -1
     - ``target``: int32 ``(n,)``, catalog index of the true next item
-    - ``candidates``: int32 ``(n, c)``, catalog indices in prompt order; contains the target once
-    - ``target_pos``: int16 ``(n,)``, position of the target inside ``candidates``
+    - ``candidates``: int32 ``(n, c)``, catalog indices in prompt order, right-padded with -1 where a
+      session has fewer candidates (sessions given with their own candidates may differ in size);
+      contains the target once. :meth:`candidates_of` gives one session's real candidates.
+    - ``candidate_counts``: int32 ``(n,)``, the number of real candidates of each session
+    - ``target_pos``: int16 ``(n,)``, position of the target inside ``candidates
     - ``split``: ``(n,)`` strings among ``"train"``, ``"val"``, ``"test"``
     - ``session_ids``: ``(n,)`` strings
     """
@@ -126,6 +129,14 @@ class SessionDataset:
     fingerprint: str = ""
 
     def __post_init__(self) -> None:
+        real = self.candidates >= 0
+        self.candidate_counts = real.sum(axis=1).astype(np.int32)
+        # Padding only at the end, so a session's candidates are the first candidate_counts of its row.
+        misplaced = np.any(real != (np.arange(self.candidates.shape[1]) < self.candidate_counts[:, None]), axis=1)
+        if misplaced.any():
+            row = int(np.argmax(misplaced))
+            raise ValueError(f"dataset {self.name!r} session row {row}: candidates {self.candidates[row].tolist()} "
+                             f"have a -1 pad before a real candidate; pads go at the end")
         self.target_pos = np.argmax(self.candidates == self.target[:, None], axis=1).astype(np.int16)
 
     def __len__(self) -> int:
@@ -149,10 +160,14 @@ class SessionDataset:
         h = self.history[row]
         return h[h >= 0]
 
+    def candidates_of(self, row: int) -> np.ndarray:
+        """int32 ``(candidate_counts[row],)``: the real candidates of session ``row``, in prompt order."""
+        return self.candidates[row, : self.candidate_counts[row]]
+
     def session_items(self, row: int) -> tuple[list[Item], list[Item]]:
         """(history items oldest first, candidate items in prompt order) of session ``row``."""
         items = self.catalog.items
-        return [items[i] for i in self.history_of(row)], [items[i] for i in self.candidates[row]]
+        return [items[i] for i in self.history_of(row)], [items[i] for i in self.candidates_of(row)]
 
     def subset(self, rows: Sequence[int]) -> "SessionDataset":
         rows = np.asarray(rows)

@@ -77,15 +77,15 @@ class Re2LLMTask:
         self.observations = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
         self.observation_space = spaces.Box(np.concatenate(lows), 1.0, dtype=np.float32)
         provenance = make_provenance(self.dataset, split, self.kb, self.backend.name)
-        max_rank = self.dataset.candidates.shape[1]
+        max_rank = self.dataset.candidates.shape[1]  # the largest candidate set; smaller ones are padded
         if persist or feedback_table is not None:
             self.table = FeedbackTable.open(provenance, self.rows, kb_columns(self.kb), path=feedback_table,
                                             max_rank=max_rank)
         else:
             self.table = FeedbackTable(provenance, self.rows, kb_columns(self.kb), max_rank=max_rank)
         # NDCG@10 and HR@10 of every possible rank code, so rewards are one array lookup.
-        ranks = np.arange(n_candidates + 1)
-        self.ndcg_of_rank = np.zeros(n_candidates + 1)
+        ranks = np.arange(max_rank + 1)
+        self.ndcg_of_rank = np.zeros(max_rank + 1)
         self.ndcg_of_rank[1:TOP_K + 1] = 1.0 / np.log2(ranks[1:TOP_K + 1] + 1.0)
         self.hit_of_rank = ((ranks >= 1) & (ranks <= TOP_K)).astype(np.float64)
         self.autosave_every = 256

@@ -61,19 +61,48 @@ A candidate named twice keeps its first place; a later mention is dropped (when 
 holds the same title twice, the second mention names the second copy). The result therefore holds
 distinct indices, at most ``len(candidates)`` of them.
 
-Speed: the normal form of each title and the lookup tables of each candidate set are cached, so a
-10-line reply against 50 candidates parses in well under a millisecond.
+Reasoning, JSON and comma lists
+-------------------------------
+* Reasoning blocks are not part of the answer: ``<think>...</think>``, ``<thinking>...</thinking>``
+  and ``<reasoning>...</reasoning>`` are removed; an opening tag that is never closed makes the rest
+  of the reply reasoning, and a closing tag with no opening tag makes everything before it
+  reasoning. A reply that is only reasoning ranks nothing.
+* A JSON array (the reply itself, a line of it, or a ```` ```json ```` fence) is read as the
+  ranking: ``["Heat (1995)", "Casino (1995)"]``, or objects with a ``title``, ``name``, ``item``,
+  ``movie`` or ``game`` field.
+* A line with no list marker such as ``Heat (1995), Casino, Good, the Bad and the Ugly, The (1966)``
+  is read as a comma-separated list when at least two of its pieces name candidates. Pieces are
+  joined back where that names a candidate, the longest join first, so titles with commas in them
+  stay whole.
+
+Size and speed
+--------------
+Once its reasoning is removed, a reply is cut to its first :data:`MAX_REPLY_CHARS` characters
+(32 KiB) before it is read: a top-10 list is a few hundred characters, and the rest of a longer
+reply is rambling. A title span longer
+than three times the longest candidate title plus 60 characters names no candidate and is not
+looked up, so every item costs at most a bounded amount of work and parsing is linear in the
+reply's length. A plain ASCII span gets its key without the full normalisation, and a span whose
+first letters open no candidate's key is not normalised at all (neither changes what a span
+names). ``benchmarks/parse_speed.py`` measures it: a 100 kB reply of the worst shapes takes tens of
+milliseconds. The normal form of each title and the lookup tables of each candidate set are
+cached, so a 10-line reply against 50 candidates parses in well under a millisecond.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
 import unicodedata
 from functools import lru_cache
+from itertools import islice
 from typing import Iterator, NamedTuple, Sequence
 
-__all__ = ["normalise_title", "parse_ranking"]
+__all__ = ["MAX_REPLY_CHARS", "normalise_title", "parse_ranking"]
+
+MAX_REPLY_CHARS = 32 * 1024
+"""Characters of a reply that are read; the rest is dropped before parsing."""
 
 # Articles that MovieLens moves to the end of a title ("Misérables, Les"), in the languages its
 # titles use. Elided ones end with an apostrophe and join the next word without a space.
@@ -100,7 +129,7 @@ _QUOTES_AND_DASHES = str.maketrans({
 _MARKDOWN_CHARS = str.maketrans("", "", "*_`~")
 
 # "(1995)", "[1995]", "(1995-1997)", "(1995 film)", "(1998 remake)": a paren that opens with a year.
-_YEAR = r"[(\[]\s*(\d{4})(?:\s*-\s*(?:\d{4})?)?(?:[\s,;:][^()\[\]]*)?\s*[)\]]"
+_YEAR = r"[(\[]\s*(\d{4})(?:\s*-\s*(?:\d{4})?)?(?:[\s,;:][^()\[\]]{0,80})?[)\]]"
 _TRAILING_YEAR = re.compile(r"\s*" + _YEAR + r"$", re.IGNORECASE)
 _ANY_YEAR = re.compile(_YEAR, re.IGNORECASE)
 _LEADING_YEAR = re.compile(r"\s*" + _YEAR, re.IGNORECASE)
@@ -180,6 +209,9 @@ class _CandidateIndex(NamedTuple):
     alias: dict[str, tuple[int, ...]]
     yearless: dict[str, tuple[int, ...]]  # for a reply without a year
     undated: dict[str, tuple[int, ...]]  # candidates without a year, for a reply with one
+    longest_span: int  # characters; a longer span names no candidate
+    most_commas: int  # the most commas in one candidate title
+    openings: frozenset[str]  # the first 1..PREFIX letters and digits of every key above
 
 
 def _finish(table: dict[str, list[int]], full_keys: list[str]) -> dict[str, tuple[int, ...]]:
@@ -220,7 +252,37 @@ def _candidate_index(candidates: tuple[str, ...]) -> _CandidateIndex:
         _finish(alias, full_keys),
         _finish(yearless, full_keys),
         _finish(undated, full_keys),
+        3 * max(map(len, candidates)) + 60,
+        max(title.count(",") for title in candidates),
+        frozenset(
+            key.replace(" ", "")[:n] for table in (exact, alias, yearless, undated) for key in table
+            for n in range(1, _PREFIX + 1)
+        ),
     )
+
+
+# A key starts with the letters and digits of the span's first title, in order (ASCII, lower case),
+# unless the span moves a trailing article to the front, spells "and" as "&" or folds non-ASCII
+# letters: so, for the other spans, the first few of them must open some candidate's key. Most spans of a long
+# reply fail this check, and it costs far less than normalising them.
+_PREFIX = 6
+_OPENING = re.compile(r"[^a-z0-9]*" + r"(?:([a-z0-9])[^a-z0-9]*)?" * _PREFIX, re.IGNORECASE)
+_COMMA_ARTICLE = re.compile(r",\s*(?:" + "|".join(re.escape(a) for a in TRAILING_ARTICLES) + r")(?![a-z])", re.IGNORECASE)
+
+
+def _reorders(span: str) -> bool:
+    """Whether normalising ``span`` may move or add letters: a non-ASCII letter, ``&``, ``, The``."""
+    return not span.isascii() or "&" in span or ("," in span and _COMMA_ARTICLE.search(span) is not None)
+
+
+def _may_name(index: _CandidateIndex, span: str) -> bool:
+    """False when ``span`` cannot name a candidate of ``index`` (a cheap check before normalising it)."""
+    if _reorders(span):
+        return True
+    # Only the first title counts: a span is also looked up without its bracketed alternative titles.
+    first_title = min((i for i in (span.find("("), span.find("[")) if i >= 0), default=len(span))
+    opening = "".join(filter(None, _OPENING.match(span, 0, first_title).groups())).lower()
+    return not opening or opening in index.openings
 
 
 def _pick(indices: tuple[int, ...], used: set[int]) -> int:
@@ -230,20 +292,50 @@ def _pick(indices: tuple[int, ...], used: set[int]) -> int:
     return indices[0]  # all taken: a repeat, which the caller drops
 
 
-def _lookup(index: _CandidateIndex, span: str, used: set[int], loose: bool) -> int | None:
-    """The candidate ``span`` names, by the tiers in the module docstring; ``loose`` allows tier 3."""
+# A plain ASCII span: its key is its letters and digits (and the year of a "(1995)" at its end), the
+# same as _title_parts gives, without the regular expressions that handle alternative titles and
+# articles. Only a bracket at the end of a span makes a year or an alternative title.
+_PLAIN_YEAR = re.compile(r"([^()\[\]]*)\((\d{4})\)")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def _span_keys(index: _CandidateIndex, span: str) -> tuple[list[str], list[str], bool] | None:
+    """``(keys for tiers 1-2, keys for tier 3, has a year)`` of ``span``, or ``None`` when it names nothing."""
+    key, year = "", None
+    if not _reorders(span) and "\n" not in span:
+        text = span.strip().rstrip(_TRIM)
+        dated = _PLAIN_YEAR.fullmatch(text) if text.endswith((")", "]")) else None
+        if dated:
+            key, year = _NOT_ALNUM.sub("", dated.group(1).lower()), dated.group(2)
+        elif not text.endswith((")", "]")):
+            key = _NOT_ALNUM.sub("", text.lower())
+    if key:
+        return [f"{key} {year}" if year else key], [key], year is not None
+    if not _may_name(index, span):
+        return None
     parts, year = _title_parts(span)
     if not parts:
         return None
-    dated = [_key(parts, year)] + ([_key(parts[:1], year)] if len(parts) > 1 else [])
+    dated_keys = [_key(parts, year)] + ([_key(parts[:1], year)] if len(parts) > 1 else [])
+    return dated_keys, list(dict.fromkeys([_key(parts, None), _key(parts[:1], None)])), year is not None
+
+
+def _lookup(index: _CandidateIndex, span: str, used: set[int], loose: bool) -> int | None:
+    """The candidate ``span`` names, by the tiers in the module docstring; ``loose`` allows tier 3."""
+    if len(span) > index.longest_span:
+        return None
+    keys = _span_keys(index, span)
+    if keys is None:
+        return None
+    dated, undated, has_year = keys
     for key in dated:
         for table in (index.exact, index.alias):
             hit = table.get(key)
             if hit:
                 return _pick(hit, used)
     if loose:
-        table = index.yearless if year is None else index.undated
-        for key in dict.fromkeys([_key(parts, None), _key(parts[:1], None)]):
+        table = index.undated if has_year else index.yearless
+        for key in undated:
             hit = table.get(key)
             if hit:
                 return _pick(hit, used)
@@ -310,14 +402,17 @@ def _split_inline(text: str, number: int, style: str | None) -> list[str]:
     if style is None:
         return [text]
     pieces, start, position = [], 0, 0
+    open_parens = 0  # of the piece so far, counted once per character
     number += 1
     while found := _next_marker(number, style).search(text, position):
-        piece = text[start : found.start()]
-        if piece.count("(") > piece.count(")"):  # "Alien³ (a.k.a. Alien 3)": the 3) is in the title
+        open_parens += text.count("(", position, found.start()) - text.count(")", position, found.start())
+        if open_parens > 0:  # "Alien³ (a.k.a. Alien 3)": the 3) is in the title
+            open_parens += text.count("(", found.start(), found.end()) - text.count(")", found.start(), found.end())
             position = found.end()
             continue
-        pieces.append(piece.rstrip(" ,;"))
+        pieces.append(text[start : found.start()].rstrip(" ,;"))
         start = position = found.end()
+        open_parens = 0
         number += 1
     pieces.append(text[start:])
     return pieces if len(pieces) >= 3 else [text]
@@ -380,10 +475,15 @@ def _commentary_follows(text: str, after_subtitle_separator: bool) -> bool:
     return word in _COMMENTARY_STARTS or (not after_subtitle_separator and word in _SUBTITLE_STARTS)
 
 
-def _title_spans(raw: str) -> Iterator[str]:
-    """Where the title of a list item may end, most likely first (see the module docstring)."""
+def _title_spans(raw: str, longest_span: int) -> Iterator[str]:
+    """Where the title of a list item may end, most likely first (see the module docstring).
+
+    Only the first ``longest_span`` characters of the item can hold a title that names a candidate,
+    so a long item is read no further than a few times that (Markdown and links come out first).
+    """
+    raw = raw[: 4 * longest_span + 400]
     text = _clean(raw)
-    dated = _ANY_YEAR.search(text)
+    dated = _ANY_YEAR.search(text, 0, longest_span + 1)
     if dated:
         yield text[: dated.end()]
     emphasised = _EMPHASIS.match(raw)
@@ -392,9 +492,93 @@ def _title_spans(raw: str) -> Iterator[str]:
         year = _LEADING_YEAR.match(raw, emphasised.end())
         yield f"{span} {year.group(0).strip()}" if year else span
     yield text
-    for cut in reversed(list(_SEPARATOR.finditer(text))):
-        if _commentary_follows(text[cut.end() :], cut.group("subtitle") is not None):
+    cuts = _SEPARATOR.finditer(text, 0, longest_span + 1)
+    for cut in reversed(list(cuts)):
+        if _commentary_follows(text[cut.end() : cut.end() + 40], cut.group("subtitle") is not None):
             yield text[: cut.start()]
+
+
+# ---------------------------------------------------------------- reasoning, JSON, comma lists
+
+_REASONING_TAG = re.compile(r"<\s*(/?)\s*(?:think|thinking|reasoning)\s*>", re.IGNORECASE)
+_JSON_START = re.compile(r"```(?:json)?[ \t]*\r?\n?\s*(?=\[)|^\s*(?=\[)", re.IGNORECASE | re.MULTILINE)
+_JSON_TITLE_FIELDS = ("title", "name", "item", "movie", "game")
+_LIST_PREAMBLE = re.compile(r"^.*:\s+")  # "My picks: Heat, Casino" -> "Heat"
+
+
+def _answer(reply: str) -> str:
+    """``reply`` without its reasoning blocks (see the module docstring)."""
+    tags = list(_REASONING_TAG.finditer(reply))
+    if not tags:
+        return reply
+    first_close = next((tag for tag in tags if tag.group(1)), None)
+    first_open = next((tag for tag in tags if not tag.group(1)), None)
+    position = 0
+    if first_close is not None and (first_open is None or first_close.start() < first_open.start()):
+        position = first_close.end()  # the opening tag was in the prompt template
+    kept, inside = [], False
+    for tag in tags:
+        if tag.start() < position:
+            continue
+        if not inside and not tag.group(1):
+            kept.append(reply[position : tag.start()])
+            inside = True
+        elif inside and tag.group(1):
+            position, inside = tag.end(), False
+    if not inside:
+        kept.append(reply[position:])
+    return "".join(kept)
+
+
+def _json_titles(reply: str) -> list[str] | None:
+    """The titles of the first JSON array of titles (or of objects with a title field) in ``reply``."""
+    decoder = json.JSONDecoder()
+    for start in islice(_JSON_START.finditer(reply), 3):  # a few tries keep a long reply linear
+        try:
+            value, _ = decoder.raw_decode(reply, start.end())
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(value, list):
+            continue
+        titles = []
+        for element in value:
+            if isinstance(element, dict):
+                element = next((element[f] for f in _JSON_TITLE_FIELDS if isinstance(element.get(f), str)), None)
+            if isinstance(element, str):
+                titles.append(element)
+        if titles:
+            return titles
+    return None
+
+
+def _comma_list(index: _CandidateIndex, line: str, used: set[int]) -> list[int]:
+    """The candidates a ``Title, Title, Title`` line names, when it names at least two of them.
+
+    At each piece the longest run of pieces (joined back with commas) that names a candidate wins;
+    a piece that starts no such run is skipped.
+    """
+    pieces = line.split(",")
+    if len(pieces) < 2:
+        return []
+    found: list[int] = []
+    taken = set(used)
+    start = 0
+    while start < len(pieces):
+        for stop in range(min(len(pieces), start + index.most_commas + 1), start, -1):
+            hit = _lookup(index, ",".join(pieces[start:stop]), taken, loose=True)
+            if hit is not None:
+                if hit not in taken:
+                    taken.add(hit)
+                    found.append(hit)
+                start = stop
+                break
+        else:
+            preamble = _LIST_PREAMBLE.match(pieces[0]) if start == 0 else None
+            if preamble:  # "My picks: Heat" when "Star Wars: Episode IV" was not a title
+                pieces[0] = pieces[0][preamble.end() :]
+                continue
+            start += 1
+    return found if len(found) >= 2 else []
 
 
 def parse_ranking(text: str, candidates: Sequence[str]) -> list[int]:
@@ -402,25 +586,37 @@ def parse_ranking(text: str, candidates: Sequence[str]) -> list[int]:
 
     Titles the reply names that are not candidates are skipped, a candidate named twice keeps its
     first place, and lines that are not list items are ignored unless the whole line names a
-    candidate; the module docstring gives the rules. The result holds distinct indices, at most
-    ``len(candidates)`` of them, and is empty for a reply that names no candidate.
+    candidate or is a comma-separated list of them; reasoning blocks are ignored and a JSON array
+    of titles is read as the list. The module docstring gives the rules. The result holds distinct
+    indices, at most ``len(candidates)`` of them, and is empty for a reply that names no candidate.
 
     >>> parse_ranking("Sure!\\n1. **The Matrix** (1999)\\n2. Heat - a crime epic\\n3. Aliens (1986)",
     ...               ["Heat (1995)", "Alien (1979)", "Matrix, The (1999)"])
     [2, 0]
+    >>> parse_ranking('<think>Heat? No.</think>["Alien (1979)", "Heat (1995)"]', ["Heat (1995)", "Alien (1979)"])
+    [1, 0]
     """
     if not isinstance(text, str):
         raise TypeError(f"parse_ranking needs the reply as str, got {type(text).__name__}: {text!r:.80}")
     if not text or not candidates:
         return []
     index = _candidate_index(tuple(candidates))
+    text = _answer(text)[:MAX_REPLY_CHARS]
+    titles = _json_titles(text) if "[" in text else None
+    items = [_Item("numbered", title) for title in titles] if titles is not None else _items(text)
     ranking: list[int] = []
     used: set[int] = set()
-    for item in _items(text):
+    for item in items:
         if item.kind == "plain":
-            found = _lookup(index, _clean(item.text), used, loose=False)
+            line = _clean(item.text)
+            found = _lookup(index, line, used, loose=False)
+            if found is None and "," in line:
+                named = [i for i in _comma_list(index, line, used) if i not in used]
+                used.update(named)
+                ranking.extend(named)
+                continue
         else:
-            spans = _title_spans(item.text)
+            spans = _title_spans(item.text, index.longest_span)
             found = next((hit for span in spans if (hit := _lookup(index, span, used, loose=True)) is not None), None)
         if found is not None and found not in used:
             used.add(found)
