@@ -92,11 +92,11 @@ class Re2LLMVectorEnv(VectorEnv):
         self._hints = np.array([""] + list(self.task.kb.hints), dtype=object)
         self._generators: list[np.random.Generator | None] = [None] * n
         self._seeds: list[int | None] = [None] * n
-        self._draws = np.zeros((n, DRAW_BLOCK), dtype=np.int64)
+        # Column k is sub-env k's block, so sub-envs drawing in step read one contiguous row.
+        self._draws = np.zeros((DRAW_BLOCK, n), dtype=np.int64)
         self._drawn = np.full(n, DRAW_BLOCK, dtype=np.int64)
         self._order = np.zeros((n, self.sessions_per_episode), dtype=np.int64)
         self._t = np.zeros(n, dtype=np.int64)
-        self._obs = np.zeros((n, self.task.observations.shape[1]), dtype=np.float32)
         self._ended = np.zeros(n, dtype=bool)  # episode over, not yet reset
         self._started = False
         self._all = np.arange(n)
@@ -141,7 +141,7 @@ class Re2LLMVectorEnv(VectorEnv):
         self._started = True
         infos: dict[str, Any] = {}
         self._add_batch(infos, self._reset_info(envs), envs)
-        return self._obs.copy(), infos
+        return self._observations(), infos
 
     def step(self, actions):
         if not self._started:
@@ -164,7 +164,8 @@ class Re2LLMVectorEnv(VectorEnv):
         if mode == AutoresetMode.SAME_STEP and terminated.any():
             done = np.flatnonzero(terminated)
             final_obs = np.full(self.num_envs, None, dtype=object)
-            final_obs[done] = np.fromiter(self._obs[done], dtype=object, count=len(done))  # one array per sub-env
+            last = self.task.observations[self._order[done, -1]]
+            final_obs[done] = np.fromiter(last, dtype=object, count=len(done))  # one array per sub-env
             infos["final_obs"], infos["_final_obs"] = final_obs, terminated.copy()
             infos["final_info"] = {}
             self._add_batch(infos["final_info"], info, done)
@@ -178,26 +179,34 @@ class Re2LLMVectorEnv(VectorEnv):
             self._add_batch(infos, self._reset_info(restart), restart)
         self._add_batch(infos, info, stepped)
         self._ended = terminated if mode != AutoresetMode.SAME_STEP else np.zeros(self.num_envs, dtype=bool)
-        return self._obs.copy(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), infos
+        return self._observations(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), infos
+
+    def _observations(self) -> np.ndarray:
+        """Each sub-env's observation: of its current session, or of its last one once its episode ended."""
+        if self.sessions_per_episode == 1:
+            return self.task.observations[self._order[:, 0]]
+        return self.task.observations[self._order[self._all, np.minimum(self._t, self.sessions_per_episode - 1)]]
 
     def _step_sessions(self, a: np.ndarray, stepping: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rewards and step infos of every sub-env (valid where ``stepping``); advances those sub-envs."""
         task, spe = self.task, self.sessions_per_episode
-        i = self._order[self._all, np.minimum(self._t, spe - 1)]
+        if not stepping.any():
+            return np.zeros(self.num_envs), {}
+        i = self._order[:, 0].copy() if spe == 1 else self._order[self._all, np.minimum(self._t, spe - 1)]
         ranks = task.table.ranks
         gain = task.reward_mode == "ndcg_gain"
         free = (a == 0) if gain else np.zeros(len(a), dtype=bool)
-        rank, baseline = ranks[i, a], ranks[i, 0]
+        rank, baseline = ranks[i, a].astype(np.int64), ranks[i, 0].astype(np.int64)
         if not self._complete:
             missing = stepping & ~free & ((rank == UNKNOWN) | (gain & (baseline == UNKNOWN)))
             for row in np.unique(i[missing]).tolist():
                 needed = np.unique(a[missing & (i == row)])
                 task.ensure(row, np.concatenate(([0], needed)) if gain else needed)
             self._complete = task.table.complete
-            rank, baseline = ranks[i, a], ranks[i, 0]
+            rank, baseline = ranks[i, a].astype(np.int64), ranks[i, 0].astype(np.int64)
         # The single env's rule: a rank the reward did not need is reported as UNKNOWN.
-        rank = np.where(free, UNKNOWN, rank).astype(np.int64)
-        baseline = np.where(~free & (gain | (a == 0)), baseline, UNKNOWN).astype(np.int64)
+        rank[free] = UNKNOWN
+        baseline[free | (not gain and a != 0)] = UNKNOWN
         no_ranking = rank == NO_RANKING
         rank[no_ranking] = 0
         baseline[baseline == NO_RANKING] = 0
@@ -207,8 +216,6 @@ class Re2LLMVectorEnv(VectorEnv):
         rewards = np.where(stepping, np.asarray(task.reward(np.maximum(rank, 0), np.maximum(baseline, 0), a),
                                                 dtype=np.float64), 0.0)
         self._t[stepping] += 1
-        now = self._order[self._all, np.minimum(self._t, spe - 1)]
-        self._obs[stepping] = task.observations[now[stepping]]
         info = {"session_id": self._session_ids[i], "session_index": i, "action": a.astype(np.int64),
                 "hint": self._hints[a], "rank": rank, "baseline_rank": baseline, "rank_known": known,
                 "ndcg": ndcg, "hit": hit, "no_ranking": no_ranking}
@@ -241,20 +248,19 @@ class Re2LLMVectorEnv(VectorEnv):
 
     def _begin_episodes(self, envs: np.ndarray, starts: np.ndarray | None) -> None:
         """New episodes for ``envs``: from ``starts`` in split order, else drawn as Re2LLMEnv.reset draws them."""
-        task, spe, n = self.task, self.sessions_per_episode, self.task.n_sessions
+        spe, n = self.sessions_per_episode, self.task.n_sessions
         if starts is not None:
             self._order[envs] = (starts[:, None] + np.arange(spe)) % n
         elif spe == 1:
             for k in envs[self._drawn[envs] == DRAW_BLOCK].tolist():
-                self._draws[k] = self._generator(k).integers(n, size=DRAW_BLOCK)
+                self._draws[:, k] = self._generator(k).integers(n, size=DRAW_BLOCK)
                 self._drawn[k] = 0
-            self._order[envs, 0] = self._draws[envs, self._drawn[envs]]
+            self._order[envs, 0] = self._draws[self._drawn[envs], envs]
             self._drawn[envs] += 1
         else:
             for k in envs.tolist():
                 self._order[k] = self._generator(k).choice(n, size=spe, replace=spe > n)
         self._t[envs] = 0
-        self._obs[envs] = task.observations[self._order[envs, 0]]
 
     def _reset_info(self, envs: np.ndarray) -> dict[str, np.ndarray]:
         sessions = np.zeros(self.num_envs, dtype=np.int64)
