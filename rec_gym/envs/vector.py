@@ -97,6 +97,7 @@ class Re2LLMVectorEnv(VectorEnv):
         self._drawn = np.full(n, DRAW_BLOCK, dtype=np.int64)
         self._order = np.zeros((n, self.sessions_per_episode), dtype=np.int64)
         self._t = np.zeros(n, dtype=np.int64)
+        self._episode_obs: np.ndarray | None = None
         self._ended = np.zeros(n, dtype=bool)  # episode over, not yet reset
         self._started = False
         self._all = np.arange(n)
@@ -184,7 +185,10 @@ class Re2LLMVectorEnv(VectorEnv):
     def _observations(self) -> np.ndarray:
         """Each sub-env's observation: of its current session, or of its last one once its episode ended."""
         if self.sessions_per_episode == 1:
-            return self.task.observations[self._order[:, 0]]
+            # A one-session episode ends on the observation it started with: gather again only after resets.
+            if self._episode_obs is None:
+                self._episode_obs = self.task.observations[self._order[:, 0]]
+            return self._episode_obs.copy()
         return self.task.observations[self._order[self._all, np.minimum(self._t, self.sessions_per_episode - 1)]]
 
     def _step_sessions(self, a: np.ndarray, stepping: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -261,6 +265,7 @@ class Re2LLMVectorEnv(VectorEnv):
             for k in envs.tolist():
                 self._order[k] = self._generator(k).choice(n, size=spe, replace=spe > n)
         self._t[envs] = 0
+        self._episode_obs = None
 
     def _reset_info(self, envs: np.ndarray) -> dict[str, np.ndarray]:
         sessions = np.zeros(self.num_envs, dtype=np.int64)
