@@ -6,7 +6,6 @@ import os
 from typing import Any, Sequence
 
 import gymnasium as gym
-import numpy as np
 from gymnasium import spaces
 
 from rec_gym.data.types import SessionDataset
