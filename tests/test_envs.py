@@ -137,7 +137,7 @@ def test_action_zero_rewards_exactly_zero_and_calls_no_llm(shared_cache):
     _, reward, terminated, truncated, info = env.step(0)
     assert reward == 0.0 and llm.calls == 0
     assert terminated and not truncated
-    assert info["hint"] is None
+    assert info["hint"] == "" and info["rank"] == info["baseline_rank"] == -1 and info["rank_known"] is False
 
 
 def test_ndcg_gain_reward_is_the_difference_of_ndcg_with_and_without_the_hint(shared_cache):
@@ -253,7 +253,8 @@ def test_ansi_render_shows_prompt_hint_and_ranking(shared_cache):
 
 
 def test_vector_env_gives_the_single_env_rewards_for_the_same_sessions(shared_cache):
-    venv = gym.make_vec("Re2LLM-Synthetic-v0", num_envs=16, vectorization_mode="vector_entry_point")
+    venv = gym.make_vec("Re2LLM-Synthetic-v0", num_envs=16, vectorization_mode="vector_entry_point",
+                        autoreset_mode="SameStep")
     obs, info = venv.reset(seed=0)
     actions = np.arange(16) % 21
     next_obs, rewards, terminated, truncated, infos = venv.step(actions)
@@ -262,9 +263,39 @@ def test_vector_env_gives_the_single_env_rewards_for_the_same_sessions(shared_ca
     for k in range(16):
         o, _ = single.reset(options={"session_index": int(info["session_index"][k])})
         assert np.array_equal(o, obs[k])
-        _, r, _, _, _ = single.step(int(actions[k]))
+        _, r, _, _, step_info = single.step(int(actions[k]))
         assert rewards[k] == pytest.approx(r)
-    assert np.array_equal(infos["final_obs"], obs)
+        assert infos["final_info"]["rank"][k] == step_info["rank"]
+    assert np.array_equal(np.stack(infos["final_obs"]), obs)
+
+
+def test_info_keys_keep_one_type_over_every_step(shared_cache, session_folder, tmp_path):
+    class UnrankedForEvenHints(SimulatedLLM):
+        def rank(self, requests):
+            return [None if r.hint and len(r.hint) % 2 == 0 else ranking
+                    for r, ranking in zip(requests, super().rank(requests))]
+
+    expected = {"session_id": str, "session_index": int, "action": int, "hint": str, "rank": int,
+                "baseline_rank": int, "rank_known": bool, "ndcg": float, "hit": float, "no_ranking": bool}
+    seen = {"unranked": False, "action 0": False, "ranked": False}
+    for reward in ("ndcg_gain", "ndcg", "hit"):
+        # A table of its own: the cache's table of this dataset holds the plain simulator's answers.
+        env = Re2LLMEnv(dataset=str(session_folder), llm=UnrankedForEvenHints(), encoder="hashing", reward=reward,
+                        feedback_table=tmp_path / "table.npz")
+        env.reset(seed=0)
+        for step in range(120):
+            _, _, terminated, _, info = env.step(step % 21)
+            assert {key: type(value) for key, value in info.items()} == expected
+            assert info["rank"] >= -1 and info["baseline_rank"] >= -1
+            assert info["rank_known"] == (info["rank"] != -1) == (reward != "ndcg_gain" or info["action"] != 0)
+            assert (info["hint"] == "") == (info["action"] == 0)
+            seen["unranked"] |= info["no_ranking"]
+            seen["action 0"] |= info["action"] == 0
+            seen["ranked"] |= 1 <= info["rank"] <= 10
+            if terminated:
+                env.reset()
+        env.close()
+    assert all(seen.values()), seen
 
 
 def test_minilm_observation_is_the_mean_of_item_embeddings(shared_cache, session_folder):

@@ -6,7 +6,6 @@ import os
 from typing import Any, Sequence
 
 import gymnasium as gym
-import numpy as np
 from gymnasium import spaces
 
 from rec_gym.data.types import SessionDataset
@@ -85,13 +84,23 @@ class Re2LLMEnv(gym.Env):
 
     ## Info
 
-    ``step`` returns ``session_id``, ``session_index`` (row in the split), ``action``, ``hint`` (text or
-    ``None``), ``rank`` and ``baseline_rank`` (1-based rank of the true item with the chosen hint and with
-    no hint; 0 = not in the LLM's list; -1 = not computed, which happens only for action 0 under
-    ``"ndcg_gain"`` before anything filled it), ``ndcg`` and ``hit`` (of ``rank``; ``None`` when not computed),
-    and ``no_ranking`` (``True`` when the backend's reply for the chosen prompt was empty, garbled or
-    truncated: the true item then counts as not ranked).
-    ``reset`` returns ``session_id`` and ``session_index``.
+    Every key has the same type at every step (no ``None``), so vector envs batch them into typed arrays:
+
+    | key | type | meaning |
+    |---|---|---|
+    | ``session_id`` | str | the session's id in the dataset |
+    | ``session_index`` | int | the session's row in the split |
+    | ``action`` | int | the action taken |
+    | ``hint`` | str | the hint appended to the prompt; ``""`` for action 0 |
+    | ``rank`` | int | 1-based rank of the true item in the LLM's list with the chosen prompt; 0 = not in the list; -1 = not computed (action 0 under ``"ndcg_gain"``, which calls no LLM) |
+    | ``baseline_rank`` | int | the same for the prompt without a hint; -1 = not computed (action 0 under ``"ndcg_gain"``, and hints under ``"ndcg"``/``"hit"``, whose reward does not need it) |
+    | ``rank_known`` | bool | ``rank`` was computed (``rank != -1``) |
+    | ``ndcg`` | float | NDCG@10 of ``rank``; 0.0 when not computed |
+    | ``hit`` | float | 1.0 if ``1 <= rank <= 10``, else 0.0 |
+    | ``no_ranking`` | bool | the backend's reply for the chosen prompt ranked nothing (empty, garbled or truncated); ``rank`` is then 0 |
+
+    The ranks reported depend only on the session, the action and the reward mode, never on what the
+    feedback table already held. ``reset`` returns ``session_id`` and ``session_index``.
 
     ## Arguments
 
@@ -116,8 +125,10 @@ class Re2LLMEnv(gym.Env):
     ## Vectorized environment
 
     ``gym.make_vec(id, num_envs=n, vectorization_mode="vector_entry_point")`` gives
-    :class:`~rec_gym.envs.vector.Re2LLMVectorEnv`, which steps ``n`` sessions as arrays (same-step
-    autoreset); ``"sync"`` and ``"async"`` modes wrap copies of this class as usual.
+    :class:`~rec_gym.envs.vector.Re2LLMVectorEnv`, which steps ``n`` copies of this env as arrays and
+    returns what ``gymnasium.vector.SyncVectorEnv`` over them returns, step for step and seed for seed,
+    in each autoreset mode (``autoreset_mode=``, default next-step); ``"sync"`` and ``"async"`` modes wrap
+    copies of this class as usual.
 
     ## Version History
 
@@ -162,6 +173,7 @@ class Re2LLMEnv(gym.Env):
         self._session_ids = [self.task.session_id(i) for i in range(self.task.n_sessions)]
         self._ndcg = self.task.ndcg_of_rank.tolist()
         self._hit = self.task.hit_of_rank.tolist()
+        self._hints = [""] + list(self.task.kb.hints)
 
     @property
     def current_session(self) -> int:
@@ -199,26 +211,29 @@ class Re2LLMEnv(gym.Env):
         task = self.task
         i = self._order[self._t]
         ranks = task.table.ranks
-        free = a == 0 and task.reward_mode == "ndcg_gain"  # no hint: reward 0 and no LLM call
-        if not free and (ranks[i, a] == UNKNOWN or ranks[i, 0] == UNKNOWN):
-            task.ensure(i, (0, a) if task.reward_mode == "ndcg_gain" else (a,))
-        rank, baseline = int(ranks[i, a]), int(ranks[i, 0])
+        gain = task.reward_mode == "ndcg_gain"
+        free = a == 0 and gain  # no hint: reward 0 and no LLM call
+        if not free and (ranks[i, a] == UNKNOWN or (gain and ranks[i, 0] == UNKNOWN)):
+            task.ensure(i, (0, a) if gain else (a,))
+        # What the step reports depends only on the session, the action and the reward mode, never on
+        # which entries the table happened to hold already: a rank the reward did not need is UNKNOWN.
+        rank = UNKNOWN if free else int(ranks[i, a])
+        baseline = int(ranks[i, 0]) if not free and (gain or a == 0) else UNKNOWN
         no_ranking = rank == NO_RANKING
         rank = 0 if no_ranking else rank
         baseline = 0 if baseline == NO_RANKING else baseline
-        known = rank != UNKNOWN
-        ndcg = self._ndcg[rank] if known else None
+        ndcg, hit = (0.0, 0.0) if free else (self._ndcg[rank], self._hit[rank])
         if free:
             reward = 0.0
-        elif task.reward_mode == "ndcg_gain":
+        elif gain:
             reward = ndcg - self._ndcg[baseline]
         elif task.reward_mode == "ndcg":
             reward = ndcg
         else:
-            reward = self._hit[rank]
+            reward = hit
         info = {
-            "session_id": self._session_ids[i], "session_index": i, "action": a, "hint": task.kb.hint_for_action(a),
-            "rank": rank, "baseline_rank": baseline, "ndcg": ndcg, "hit": self._hit[rank] if known else None,
+            "session_id": self._session_ids[i], "session_index": i, "action": a, "hint": self._hints[a],
+            "rank": rank, "baseline_rank": baseline, "rank_known": not free, "ndcg": ndcg, "hit": hit,
             "no_ranking": no_ranking,
         }
         self._last = info
@@ -236,14 +251,15 @@ class Re2LLMEnv(gym.Env):
         info = self._last
         i, a = info["session_index"], info["action"]
         self.task.ensure(i, (0, a))
+        rank, baseline = self.task.rank(i, a), self.task.rank(i, 0)
         history, candidates = self.task.dataset.session_items(int(self.task.rows[i]))
         target = candidates[int(self.task.dataset.target_pos[self.task.rows[i]])]
-        ranking = self.task.backend.rank([self.task.table.request(self.task.dataset, i).with_hint(info["hint"])])[0]
+        ranking = self.task.backend.rank([self.task.table.request(self.task.dataset, i).with_hint(info["hint"] or None)])[0]
         top = [candidates[p].title for p in (ranking or [])[:10]]
         lines = [f"session {info['session_id']}  action {a}  hint: {info['hint'] or '(none)'}",
                  "prompt: " + self.task.prompt(i, a),
                  f"true next item: {target.title}",
-                 f"rank with hint: {info['rank'] or 'not in top list'}   rank without hint: {info['baseline_rank'] or 'not in top list'}",
+                 f"rank with hint: {rank or 'not in top list'}   rank without hint: {baseline or 'not in top list'}",
                  "LLM top 10:"]
         lines += [f"  {k:2d}. {title}{'   <- true item' if title == target.title else ''}" for k, title in enumerate(top, 1)]
         return "\n".join(lines)
