@@ -123,3 +123,91 @@ def test_tiny_benchmark_writes_tables_and_plots_with_baselines(tmp_path):
     assert all(len(r["test_ranks"]) == r["row"]["n_test_sessions"] for r in runs)
     oracle = next(r for r in runs if r["row"]["method"] == "oracle (upper bound)")
     assert np.mean(ndcg_at_k(np.array(oracle["test_ranks"]), 10)) == pytest.approx(oracle["row"]["NDCG@10"])
+
+
+def test_default_bootstrap_uses_fifty_thousand_resamples_in_chunks(monkeypatch):
+    import rec_gym.agents.statistics as statistics
+
+    assert statistics.BOOTSTRAP_REPS == 50_000
+    sessions = np.random.default_rng(5).normal(size=(1, 300))
+    whole = paired_difference_ci(sessions + 0.1, sessions[:, ::-1], reps=3000)
+    monkeypatch.setattr(statistics, "CHUNK_VALUES", 300 * 7)  # 7 replicates per chunk, 429 chunks
+    chunked = paired_difference_ci(sessions + 0.1, sessions[:, ::-1], reps=3000)
+    assert chunked[0] == whole[0] and chunked[1] < chunked[0] < chunked[2]
+    assert abs(chunked[1] - whole[1]) < 0.02 and abs(chunked[2] - whole[2]) < 0.02
+    assert statistics._chunks(3000, 300) == [7] * 428 + [4]
+
+
+def _ranked_runs(method: str, kind: str, ranks: np.ndarray) -> list[dict]:
+    """Benchmark results of ``method`` on env "E": one per row of ``ranks`` (seeds x test sessions)."""
+    out = []
+    for seed, row in enumerate(ranks):
+        score = float(np.mean(ndcg_at_k(row, 10)))
+        metrics = {m: score for m in ("HR@1", "HR@5", "HR@10", "NDCG@1", "NDCG@5", "mean_reward", "beats_no_hint",
+                                      "hurts_no_hint")}
+        out.append({"row": {"env": "E", "env_id": "Re2LLM-Synthetic-v0", "method": method, "kind": kind, "seed": seed,
+                            **metrics, "NDCG@10": score, "n_test_sessions": len(row), "seconds": 0.0},
+                    "curve": [[0, score]], "test_ranks": row.tolist()})
+    return out
+
+
+def _constructed_benchmark():
+    """PPO's five seeds agree (tight interval over seeds, above the best fixed hint's single run), but
+    PPO wins big on a few sessions and loses on many: over sessions the difference is noise."""
+    from rec_gym.agents.benchmark import EnvConfig
+
+    rng = np.random.default_rng(7)
+    fixed = rng.choice([1, 2, 11], size=(1, 60))
+    ppo_row = np.where(rng.random(60) < 0.5, 1, 11)
+    ppo = np.repeat(ppo_row[None], 5, axis=0)
+    ppo[:, 0] = [1, 1, 1, 2, 2]  # a little seed spread
+    results = (_ranked_runs("PPO", "rl", ppo) + _ranked_runs("best fixed hint", "baseline", fixed)
+               + _ranked_runs("oracle (upper bound)", "baseline", np.ones((1, 60), dtype=int))
+               + _ranked_runs("no hint", "baseline", np.full((1, 60), 11)))
+    config = BenchmarkConfig(name="constructed", algos=["ppo"], seeds=[0, 1, 2, 3, 4],
+                             envs=[EnvConfig("Re2LLM-Synthetic-v0", "E")], bootstrap_reps=5000)
+    return config, results
+
+
+def test_verdict_follows_the_paired_interval_not_the_intervals_over_seeds():
+    from rec_gym.agents.benchmark import paired_gains, results_markdown, summarize_rows
+
+    config, results = _constructed_benchmark()
+    rows = [r["row"] for r in results]
+    summary = summarize_rows(rows, config.bootstrap_reps)
+    ppo, fixed = summary[("E", "PPO")], summary[("E", "best fixed hint")]
+    assert ppo["mean_lo"] > fixed["mean_hi"]  # the intervals over seeds do not overlap
+    gains = paired_gains(results, config.bootstrap_reps)
+    difference, low, high = gains[("E", "PPO")]
+    assert difference > 0 and low < 0 < high  # the paired interval includes 0
+    md = results_markdown(config, rows, summary, gains)
+    assert "it does not beat the best fixed hint (the interval includes 0)" in md
+    assert "do not overlap" not in md and "it beats" not in md
+
+
+def test_tables_drop_hr_at_1_and_the_plot_shows_the_table_means_with_a_legend(tmp_path):
+    from rec_gym.agents.benchmark import plot_comparison, results_markdown, summarize_rows
+
+    config, results = _constructed_benchmark()
+    rows = [r["row"] for r in results]
+    summary = summarize_rows(rows, 2000)
+    md = results_markdown(config, rows, summary)
+    header = next(line for line in md.splitlines() if line.startswith("| method |"))
+    assert "HR@1 " not in header and "| HR@5 |" in header and "| NDCG@1 |" in header
+    table_means = {}
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 3 and cells[2][:1].isdigit():
+            table_means[cells[0]] = float(cells[2].split()[0])
+    fig = plot_comparison(summary, tmp_path / "comparison.png")
+    assert (tmp_path / "comparison.png").stat().st_size > 0
+    ax = fig.axes[0]
+    heights = {label.get_text(): bar.get_width() for label, bar in zip(ax.get_yticklabels(), ax.patches)}
+    assert set(heights) == set(table_means) == {"PPO", "best fixed hint", "oracle (upper bound)", "no hint"}
+    for method, value in table_means.items():
+        assert heights[method] == pytest.approx(value, abs=5e-4)
+    assert "mean" in ax.get_xlabel()
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["RL algorithm", "baseline"]
+    colors = {label.get_text(): bar.get_facecolor() for label, bar in zip(ax.get_yticklabels(), ax.patches)}
+    assert colors["PPO"] != colors["no hint"] and colors["no hint"] == colors["best fixed hint"]

@@ -72,3 +72,60 @@ def test_a_local_folder_goes_through_sentence_transformers(tmp_path):
     assert local.rank([request])[0][0] == 2
     with pytest.raises(OSError, match="embedding:all-MiniLM-L6-v2"):
         EmbeddingBackend(str(tmp_path / "missing"), local_files_only=True)
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    """A custom dataset in the session-folder format: 700 items (two progress chunks), 40 sessions."""
+    import json
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    with open(folder / "items.jsonl", "w") as fh:
+        for i in range(700):
+            fh.write(json.dumps({"item_id": i, "title": f"Film {i} ({1900 + i % 120})", "genres": ["Drama"]}) + "\n")
+    rng = np.random.default_rng(1)
+    with open(folder / "sessions.jsonl", "w") as fh:
+        for s in range(40):
+            items = rng.choice(700, size=6, replace=False).tolist()
+            split = "train" if s < 30 else ("val" if s < 35 else "test")
+            fh.write(json.dumps({"session_id": f"s{s}", "history": items[:-1], "target": items[-1], "split": split}) + "\n")
+    return folder
+
+
+def test_first_build_announces_the_catalog_encoding_once_with_one_bar_of_its_own(tiny_folder, tmp_path, monkeypatch,
+                                                                                 capfd):
+    from rec_gym.envs.re2llm import Re2LLMEnv
+
+    monkeypatch.setenv("REC_GYM_CACHE", str(tmp_path / "cache"))
+    capfd.readouterr()
+    first = Re2LLMEnv(dataset=str(tiny_folder), llm="simulated", encoder="minilm", observation="embedding")
+    err = capfd.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    announcements = [line for line in lines if line.startswith("rec_gym: encoding")]
+    assert len(announcements) == 1
+    (line,) = announcements
+    assert "700 item texts" in line and "all-MiniLM-L6-v2" in line and "once" in line
+    assert f"cached in {tmp_path / 'cache'}" in line and line.rstrip().endswith(".npy")
+    assert "Batches" not in err  # sentence-transformers' own bar stays off
+    bars = {line.split(":")[0] for line in lines if "item/s" in line or "700/700" in line}
+    assert bars == {"embedding movie items"}
+    assert any("700/700" in line for line in lines)
+    second = Re2LLMEnv(dataset=str(tiny_folder), llm="simulated", encoder="minilm", observation="embedding")
+    assert capfd.readouterr().err == ""
+    np.testing.assert_array_equal(first.task.observations, second.task.observations)
+
+
+def test_named_catalog_is_announced_by_its_dataset_name(tmp_path, monkeypatch, capfd):
+    from rec_gym.data.embeddings import item_embeddings
+    from rec_gym.data.types import Catalog
+
+    monkeypatch.setenv("REC_GYM_CACHE", str(tmp_path / "cache"))
+    catalog = Catalog([Item(str(i), f"Game {i}", {}) for i in range(5)], domain="game")
+    vectors = item_embeddings(catalog, "minilm", dataset="steam")
+    err = capfd.readouterr().err
+    assert "rec_gym: encoding 5 item texts (title and metadata) of dataset steam with all-MiniLM-L6-v2" in err
+    assert "embedding steam items" in err and vectors.shape == (5, 384)
+    item_embeddings(catalog, "minilm", dataset="steam")
+    item_embeddings(catalog, "hashing", dataset="steam")  # instant, so nothing to say
+    assert capfd.readouterr().err == ""

@@ -172,3 +172,33 @@ def test_unloadable_model_error_names_the_offline_alternatives(tmp_path):
     message = str(err.value)
     assert "rec-gym-tests/no-such-model" in message and "0123abcd" in message
     assert 'llm="simulated"' in message and 'llm="embedding:all-MiniLM-L6-v2"' in message and "local" in message
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # free now, and nothing listens on it once the socket closes
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE", "unreachable HF_ENDPOINT"])
+def test_a_hub_model_offline_fails_at_once_without_retries(tmp_path, offline):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("HF_HUB_OFFLINE", None)
+    if offline == "HF_HUB_OFFLINE":
+        env["HF_HUB_OFFLINE"] = "1"
+    else:
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+    script = f"from rec_gym.llm.hf import HFBackend\nHFBackend({DEFAULT_HF_MODEL!r})\n"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "could not load the hf model 'Qwen/Qwen2.5-0.5B-Instruct'" in done.stderr
+    assert "not in the Hugging Face cache" in done.stderr and 'llm="simulated"' in done.stderr
+    assert ("HF_HUB_OFFLINE is set" if offline == "HF_HUB_OFFLINE" else "the Hub did not answer") in done.stderr
+    assert "Retrying" not in done.stderr + done.stdout

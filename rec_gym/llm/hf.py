@@ -17,6 +17,11 @@ Two ways to turn the model into a ranking (``mode=``):
 Loading is safe by default: ``trust_remote_code=False``, safetensors only, ``local_files_only`` honoured
 (also via ``HF_HUB_OFFLINE=1``); CUDA when present with bfloat16 weights, else CPU with float32. The
 chat template is applied when the tokenizer has one.
+
+Offline, a Hub model fails fast: unless ``local_files_only`` is given, one request with a short timeout
+and no retries asks whether the Hub answers; when it does not (or ``HF_HUB_OFFLINE=1``), the model is
+loaded from the Hugging Face cache only, and a model that is not there is reported at once, before
+torch is imported, instead of after the Hub client's retries.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ OFFLINE_ALTERNATIVES = (
     'llm="hf:/path/to/a/local/model" (a folder with config.json, tokenizer files and *.safetensors)',
 )
 _CHAT_MARKER = "\x00rec-gym-user-turn\x00"
+HUB_CHECK_TIMEOUT_S = 3.0
 
 
 def parse_model_spec(model: str) -> tuple[str, str | None]:
@@ -68,6 +74,56 @@ def parse_model_spec(model: str) -> tuple[str, str | None]:
     if not model_id or not revision:
         raise ValueError(f"hf model {model!r}: expected <model id>@<revision>, e.g. {DEFAULT_HF_MODEL[3:]!r}")
     return model_id, revision
+
+
+def hub_offline_by_environment() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for no network."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> bool:
+    """Whether the Hub endpoint (``HF_ENDPOINT``, default https://huggingface.co) answers one request within
+    ``timeout`` seconds. Any HTTP answer counts; refused connections, DNS failures and time-outs do not."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    answered: list[bool] = []
+
+    def ask() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+            answered.append(True)
+        except urllib.error.HTTPError:
+            answered.append(True)
+        except (OSError, ValueError):
+            answered.append(False)
+
+    # A thread, because name resolution ignores the socket timeout.
+    worker = threading.Thread(target=ask, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(answered and answered[0])
+
+
+def in_hub_cache(model_id: str, revision: str | None) -> bool:
+    """Whether the Hugging Face cache holds ``model_id``'s config.json at ``revision`` (default: main)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    except ValueError:  # a malformed id or revision: certainly not cached
+        return False
+    return isinstance(found, str)
+
+
+def load_error(model_id: str, revision: str | None, reason: str) -> OSError:
+    """The error of a model that cannot be loaded: what, why, and the offline alternatives."""
+    where = f"{model_id!r}" + (f" at revision {revision!r}" if revision else "")
+    return OSError(f"could not load the hf model {where} ({reason}). It must be a local folder or be in the "
+                   "Hugging Face cache, or the Hub must be reachable. Offline alternatives: "
+                   + "; ".join(OFFLINE_ALTERNATIVES))
 
 
 def folder_fingerprint(path: str | os.PathLike) -> str:
@@ -138,7 +194,8 @@ class HFBackend:
             (greedy numbered list, parsed).
         device: ``"cuda"``, ``"cpu"``, ...; default CUDA when available.
         dtype: ``"bfloat16"``, ``"float16"`` or ``"float32"``; default bfloat16 on CUDA, float32 on CPU.
-        local_files_only: never touch the network (default: ``HF_HUB_OFFLINE`` is set).
+        local_files_only: never touch the network (default: when ``HF_HUB_OFFLINE`` is set or the Hub does
+            not answer one quick request).
         batch_size: hint suffixes (logits mode) or prompts (generate mode) per forward batch.
         max_new_tokens: generation budget of ``"generate"`` mode (ten titles need about 150-250 tokens).
         share_prefix: compute each session's prefix once for all its hints (logits mode). ``False``
@@ -158,17 +215,25 @@ class HFBackend:
                  dtype: str | None = None, local_files_only: bool | None = None, batch_size: int = 16,
                  max_new_tokens: int = 256, share_prefix: bool = True, use_chat_template: bool = True,
                  system_prompt: str | None = None) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not one of {MODES}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         model_id, spec_revision = parse_model_spec(model)
         revision = revision or spec_revision
-        if local_files_only is None:
-            local_files_only = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        if not os.path.isdir(model_id):
+            if local_files_only is None:
+                local_files_only = hub_offline_by_environment() or not hub_reachable()
+                reason = ("HF_HUB_OFFLINE is set" if hub_offline_by_environment()
+                          else f"the Hub did not answer within {HUB_CHECK_TIMEOUT_S:.0f} s")
+            else:
+                reason = "local_files_only=True"
+            if local_files_only and not in_hub_cache(model_id, revision):
+                raise load_error(model_id, revision, f"not in the Hugging Face cache, and {reason}")
+
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
@@ -180,11 +245,7 @@ class HFBackend:
             self.tokenizer = AutoTokenizer.from_pretrained(model_id, **load)
             self.model = AutoModelForCausalLM.from_pretrained(model_id, use_safetensors=True, dtype=torch_dtype, **load)
         except Exception as exc:  # noqa: BLE001  (hub, file-system and format errors all mean "cannot load")
-            where = f"{model_id!r}" + (f" at revision {revision!r}" if revision else "")
-            raise OSError(
-                f"could not load the hf model {where} ({type(exc).__name__}: {exc}). It must be a local folder or be "
-                "in the Hugging Face cache, or the Hub must be reachable. Offline alternatives: "
-                + "; ".join(OFFLINE_ALTERNATIVES)) from exc
+            raise load_error(model_id, revision, f"{type(exc).__name__}: {exc}") from exc
         self.model.to(self.device).eval()
         self.mode = mode
         self.batch_size = int(batch_size)
