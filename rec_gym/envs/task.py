@@ -68,7 +68,7 @@ class Re2LLMTask:
         parts, lows = [], []
         if observation in ("embedding", "embedding+profile"):
             # Item embeddings are unit vectors, so every component of their mean lies in [-1, 1].
-            embeddings = item_embeddings(self.dataset.catalog, encoder)
+            embeddings = item_embeddings(self.dataset.catalog, encoder, dataset=self.dataset.name)
             parts.append(session_observations(self.dataset.history[self.rows], embeddings))
             lows.append(np.full(embeddings.shape[1], -1.0, dtype=np.float32))
         if observation in ("profile", "embedding+profile"):
