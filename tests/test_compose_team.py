@@ -194,3 +194,13 @@ def test_precompute_fills_every_hint_set_or_a_sampled_budget_and_says_how_many_p
     env = gym.make("Re2LLMCompose-Synthetic-v0", n_train=4).unwrapped
     table = env.task.table
     assert table.ranks.shape[1] == 211 and not (table.ranks == UNKNOWN).any()
+
+
+def test_filling_the_one_hint_table_leaves_the_hint_set_columns_to_their_envs(tmp_path):
+    env = gym.make("Re2LLM-Synthetic-v0", feedback_table=str(tmp_path / "t.npz"), **KW)
+    task = env.unwrapped.task
+    (pair,) = task.table.add_columns([[task.kb[0], task.kb[1]]])
+    task.fill_all(progress=False)
+    assert not (task.table.ranks[:, :task.n_actions] == UNKNOWN).any()
+    assert (task.table.ranks[:, pair] == UNKNOWN).all()
+    env.close()

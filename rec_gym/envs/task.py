@@ -110,8 +110,12 @@ class Re2LLMTask:
                             autosave_every=self.autosave_every if self.table.path else 0)
 
     def fill_all(self, progress: bool = True) -> None:
-        """Fill the whole table of this split (what ``rec-gym precompute`` does) and save it."""
-        self.table.fill(self.dataset, self.backend, progress=progress,
+        """Fill every (session, action) entry of this split and save the table.
+
+        Only the one-hint columns (no hint and each KB hint) are filled: hint-set columns that the
+        composition or team envs added to the same file are theirs to fill.
+        """
+        self.table.fill(self.dataset, self.backend, columns=np.arange(self.n_actions), progress=progress,
                         autosave_every=4096 if self.table.path else 0)
         if self.table.path is not None:
             self.table.save()
