@@ -87,3 +87,39 @@ def test_set_ranks_covers_every_set_and_agrees_with_the_one_hint_env():
     np.testing.assert_array_equal(ranks[:, :21], task.rank(sessions[:, None], np.arange(21)[None, :]))
     assert all(len(c) == 2 for c in columns[21:])
     env.close()
+
+
+@pytest.mark.parametrize("algo,env_id,extra", [("maskable_ppo", "Re2LLMCompose-Synthetic-v0", ["max_hints=2"]),
+                                               ("ppo", "hint_team_v0", ["n_agents=2", "reward_mode=difference"])])
+def test_rec_gym_train_runs_the_composition_and_team_envs_and_counts_llm_calls(tmp_path, monkeypatch, capsys,
+                                                                               algo, env_id, extra):
+    import json
+
+    import yaml
+
+    from rec_gym.cli import main
+
+    monkeypatch.setenv("REC_GYM_CACHE", str(tmp_path / "cache"))
+    hp_file = tmp_path / "hp.yml"
+    hp_file.write_text(yaml.safe_dump({env_id: HP}), encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["train", "--algo", algo, "--env", env_id, "--env-kwargs", "n_train=16", *extra,
+                 "--hyperparams", str(hp_file), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert (out / "model.zip").exists() and config["algo"] == algo and config["env_id"] == env_id
+    calls = config["val"]["llm_calls"]
+    # Nothing was in the fresh cache: the run needed exactly the entries its train and val tables hold now.
+    tables = list((tmp_path / "cache").rglob("*.npz"))
+    assert calls == sum(FeedbackTable.load(t).n_known for t in tables if "feedback" in str(t)) > 0
+    assert f"distinct LLM calls this run needed: {calls:,}" in printed
+    assert 0.0 <= config["val"]["val_ndcg10"] <= 1.0 and config["val"]["val_mean_hints"] <= 2
+
+
+def test_rec_gym_train_refuses_mismatched_algorithms(capsys):
+    from rec_gym.cli import main
+
+    assert main(["train", "--algo", "maskable_ppo", "--env", "Re2LLM-Synthetic-v0"]) == 2
+    assert "needs a Re2LLMCompose-* id" in capsys.readouterr().err
+    assert main(["train", "--algo", "dqn", "--env", "hint_team_v0"]) == 2
+    assert "hint_team_v0 trains with --algo ppo" in capsys.readouterr().err

@@ -15,8 +15,10 @@ def _env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--algo", required=True, choices=("ppo", "dqn", "a2c"), help="SB3 algorithm")
-    parser.add_argument("--env", default="Re2LLM-Synthetic-v0", help="env id (default: %(default)s)")
+    parser.add_argument("--algo", required=True, choices=("ppo", "dqn", "a2c", "maskable_ppo"),
+                        help="SB3 algorithm; maskable_ppo (sb3-contrib) for the Re2LLMCompose-* ids")
+    parser.add_argument("--env", default="Re2LLM-Synthetic-v0",
+                        help="env id (default: %(default)s), a Re2LLMCompose-* id, or hint_team_v0 (PPO shared by the team)")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                         help="gym.make kwargs, e.g. dataset=steam data_dir=../shared/data/steam-sessions")
     parser.add_argument("--timesteps", type=int, default=None, help="env steps (default: the hyperparameter file's n_timesteps)")
@@ -32,6 +34,8 @@ def run_train(args: argparse.Namespace) -> int:
     from rec_gym.agents.evaluation import evaluate
     from rec_gym.agents.training import train
 
+    if args.env.startswith("Re2LLMCompose-") or args.env == "hint_team_v0" or args.algo == "maskable_ppo":
+        return run_train_hint_sets(args)
     out = Path(args.out or f"runs/{args.algo}-{args.env}-s{args.seed}")
     result = train(args.algo, args.env, _env_kwargs(args.env_kwargs), seed=args.seed, timesteps=args.timesteps,
                    out_dir=out, hyperparams_file=args.hyperparams, val_every=args.val_every or None,
@@ -42,6 +46,39 @@ def run_train(args: argparse.Namespace) -> int:
               f"{result.curve.steps[-1]} steps")
     val = evaluate(result.policy, args.env, split="val", env_kwargs=result.config["env_kwargs"])
     print(f"val NDCG@10 {val['NDCG@10']:.4f}  (evaluate on test: {evaluate_command(out, result.config)})")
+    return 0
+
+
+def run_train_hint_sets(args: argparse.Namespace) -> int:
+    """``rec-gym train`` on a composition id (MaskablePPO or PPO) or on ``hint_team_v0`` (shared PPO)."""
+    import yaml
+
+    from rec_gym.agents.hint_sets import train_hint_sets
+    from rec_gym.cli import UsageError
+
+    team = args.env == "hint_team_v0"
+    if team and args.algo != "ppo":
+        raise UsageError(f"--algo {args.algo}: hint_team_v0 trains with --algo ppo (one policy shared by the agents)")
+    if not team and not args.env.startswith("Re2LLMCompose-"):
+        raise UsageError(f"--algo maskable_ppo needs a Re2LLMCompose-* id (action masks), not {args.env!r}")
+    if args.algo not in ("ppo", "maskable_ppo"):
+        raise UsageError(f"--algo {args.algo}: the composition envs train with maskable_ppo or ppo")
+    hyperparams = None
+    if args.hyperparams:
+        path = Path(args.hyperparams)
+        if not path.is_file():
+            raise UsageError(f"--hyperparams {path}: the file does not exist")
+        table = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if args.env not in table:
+            raise UsageError(f"--hyperparams {path} has no entry for {args.env!r} (it has {sorted(table)})")
+        hyperparams = table[args.env]
+    out = Path(args.out or f"runs/{args.algo}-{args.env}-s{args.seed}")
+    report = train_hint_sets(args.algo, args.env, _env_kwargs(args.env_kwargs), seed=args.seed,
+                             timesteps=args.timesteps, hyperparams=hyperparams, out_dir=out,
+                             progress_bar=not args.no_progress)
+    print(f"saved {out / 'model.zip'} and {out / 'config.json'}")
+    print(f"val NDCG@10 {report['val_ndcg10']:.4f} with {report['val_mean_hints']:.2f} hints per prompt "
+          f"(no hint: {report['val_no_hint_ndcg10']:.4f}); distinct LLM calls this run needed: {report['llm_calls']:,}")
     return 0
 
 

@@ -21,6 +21,7 @@ number of distinct LLM calls it cost.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -204,3 +205,66 @@ def known_entries(path: str | os.PathLike) -> int:
     from rec_gym.feedback.table import FeedbackTable
 
     return FeedbackTable.load(Path(path)).n_known if Path(path).exists() else 0
+
+
+def _split_table(make: Any, split: str) -> "tuple[Any, Path | None]":
+    env = make(split)
+    task = (env.unwrapped if hasattr(env, "unwrapped") else env).task
+    return env, task.table.path
+
+
+def train_hint_sets(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed: int = 0,
+                    timesteps: int | None = None, hyperparams: dict[str, Any] | None = None,
+                    out_dir: str | os.PathLike | None = None, progress_bar: bool = False) -> dict[str, Any]:
+    """Train on a composition id (``algo`` ``"maskable_ppo"`` or ``"ppo"``) or on ``hint_team_v0`` (``"ppo"``).
+
+    Scores the deterministic policy on every val session and counts the distinct LLM calls the run
+    needed: the (session, hint set) entries its train and val tables gained. With ``out_dir``, saves
+    ``model.zip`` (SB3) and ``config.json`` there. Returns ``val_ndcg10``, ``val_no_hint_ndcg10``,
+    ``val_mean_hints`` and ``llm_calls``.
+    """
+    import json
+
+    import gymnasium as gym
+
+    from rec_gym.agents.training import load_hyperparams, make_config
+
+    kwargs = dict(env_kwargs or {})
+    team = env_id == TEAM_ENV
+    if team:
+        def make(split: str) -> Any:
+            return make_team_env(split, kwargs)
+    else:
+        def make(split: str) -> Any:
+            return gym.make(env_id, split=split, **kwargs)
+    started, before = time.time(), {}
+    for split in ("train", "val"):
+        env, path = _split_table(make, split)
+        before[split] = (path, known_entries(path) if path is not None else 0)
+        env.close()
+    raw = dict(hyperparams) if hyperparams is not None else load_hyperparams(algo, env_id)
+    if team:
+        model = train_team(kwargs, seed=seed, timesteps=timesteps, hyperparams=raw, progress_bar=progress_bar)
+    else:
+        model = train_compose(env_id, algo, kwargs, seed=seed, timesteps=timesteps, hyperparams=raw,
+                              progress_bar=progress_bar)
+    val = make("val")
+    task = (val.unwrapped if hasattr(val, "unwrapped") else val).task
+    sessions = np.arange(task.n_sessions)
+    ranks, sizes = (team_ranks if team else compose_ranks)(model, val, sessions)
+    baseline = np.asarray(task.rank(sessions, np.zeros(len(sessions), np.int64)))
+    val.close()
+    calls = sum(known_entries(path) - count for path, count in before.values() if path is not None)
+    config = make_config(algo, env_id, kwargs, seed, raw, int(timesteps or float(raw.get("n_timesteps", 0))),
+                         time.time() - started)
+    report = {"val_ndcg10": float(task.ndcg_of_rank[ranks].mean()),
+              "val_no_hint_ndcg10": float(task.ndcg_of_rank[baseline].mean()),
+              "val_mean_hints": float(sizes.mean()), "llm_calls": int(calls)}
+    config["val"] = report
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save(out / "model.zip")
+        (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n",
+                                         encoding="utf-8")
+    return report

@@ -85,8 +85,8 @@ def hyperparams_path(algo: str, directory: str | os.PathLike | None = None) -> P
 
 def load_hyperparams(algo: str, env_id: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
     """The raw (zoo-format) hyperparameters of ``algo`` for ``env_id`` from ``path`` (default: the shipped ``<algo>.yml``)."""
-    if path is None and algo.lower() not in ALGOS:
-        raise ValueError(f"algo={algo!r} is not one of {ALGOS}")
+    if path is None and algo.lower() not in ALGOS + ("maskable_ppo",):
+        raise ValueError(f"algo={algo!r} is not one of {ALGOS + ('maskable_ppo',)}")
     path = Path(path) if path is not None else hyperparams_path(algo)
     if not path.is_file():
         raise FileNotFoundError(f"hyperparameter file {path} does not exist; pass --hyperparams FILE "
