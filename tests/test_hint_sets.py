@@ -123,3 +123,15 @@ def test_rec_gym_train_refuses_mismatched_algorithms(capsys):
     assert "needs a Re2LLMCompose-* id" in capsys.readouterr().err
     assert main(["train", "--algo", "dqn", "--env", "hint_team_v0"]) == 2
     assert "hint_team_v0 trains with --algo ppo" in capsys.readouterr().err
+
+
+def test_shipped_hyperparameters_cover_every_composition_id_and_the_team():
+    from rec_gym.agents.training import Hyperparams, load_hyperparams
+    from rec_gym.envs import COMPOSE_ENV_IDS
+
+    for env_id in COMPOSE_ENV_IDS:
+        for algo in ("maskable_ppo", "ppo"):
+            hp = Hyperparams.parse(load_hyperparams(algo, env_id))
+            assert hp.n_timesteps > 0 and hp.normalize is None and hp.algo_kwargs["gamma"] == 1.0
+    team = Hyperparams.parse(load_hyperparams("ppo", "hint_team_v0"))
+    assert team.n_timesteps > 0 and team.algo_kwargs["gamma"] == 0.0
