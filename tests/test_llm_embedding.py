@@ -109,7 +109,7 @@ def test_first_build_announces_the_catalog_encoding_once_with_one_bar_of_its_own
     assert f"cached in {tmp_path / 'cache'}" in line and line.rstrip().endswith(".npy")
     assert "Batches" not in err  # sentence-transformers' own bar stays off
     bars = {line.split(":")[0] for line in lines if "item/s" in line or "700/700" in line}
-    assert bars == {"embedding movie items"}
+    assert bars == {"embedding tiny items"}  # the env names its dataset (here the folder's name)
     assert any("700/700" in line for line in lines)
     second = Re2LLMEnv(dataset=str(tiny_folder), llm="simulated", encoder="minilm", observation="embedding")
     assert capfd.readouterr().err == ""
