@@ -39,10 +39,11 @@ def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _envs(args: argparse.Namespace) -> int:
-    from rec_gym.envs import ENV_IDS
+    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS
 
-    for env_id, kwargs in ENV_IDS.items():
-        print(f"{env_id:22s} " + " ".join(f"{k}={v}" for k, v in kwargs.items()))
+    for env_id, kwargs in {**ENV_IDS, **COMPOSE_ENV_IDS}.items():
+        print(f"{env_id:29s} " + " ".join(f"{k}={v}" for k, v in kwargs.items()))
+    print(f"{'hint_team_v0':29s} PettingZoo: from rec_gym.envs import hint_team_v0; hint_team_v0.parallel_env()")
     return 0
 
 
@@ -134,12 +135,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         return _report(args.command, f"{message}" if str(message) else type(exc).__name__)
+    except _environment_errors() as exc:
+        if debug:
+            raise
+        return _report(args.command, str(exc) or type(exc).__name__, status=1)
 
 
-def _report(command: str, message: str) -> int:
+# What the machine lacks: a model or dataset that cannot be had, a server that does not answer.
+def _environment_errors() -> tuple[type[BaseException], ...]:
+    from rec_gym.data.download import ChecksumMismatchError, DatasetNotFoundError
+    from rec_gym.llm.protocol import BackendConfigError
+
+    return (OSError, DatasetNotFoundError, ChecksumMismatchError, BackendConfigError)
+
+
+def _report(command: str, message: str, status: int = 2) -> int:
     first, _, rest = str(message).strip().partition("\n")
     print(f"rec-gym {command}: error: {first}" + (" (--debug shows more)" if rest else ""), file=sys.stderr)
-    return 2
+    return status
 
 
 if __name__ == "__main__":

@@ -12,12 +12,6 @@ import pytest
 from rec_gym.cli import UsageError, build_parser, main, parse_env_kwargs
 
 
-def test_envs_lists_every_registered_id(capsys):
-    assert main(["envs"]) == 0
-    out = capsys.readouterr().out
-    assert "Re2LLM-ML1M-v0" in out and "Re2LLM-Steam-v0" in out and "Re2LLM-Synthetic-v0" in out
-
-
 def test_show_prints_the_prompt_and_the_llm_top_ten(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("REC_GYM_CACHE", str(tmp_path))
     assert main(["show", "--env", "Re2LLM-Synthetic-v0", "--action", "4", "--env-kwargs", "split=val"]) == 0
@@ -92,3 +86,19 @@ def test_version_is_the_package_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out == f"rec-gym {rec_gym.__version__}\n"
+
+
+def test_envs_lists_every_id_and_the_team(capsys):
+    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS
+
+    assert main(["envs"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [*ENV_IDS, *COMPOSE_ENV_IDS, "hint_team_v0"]
+
+
+def test_a_model_that_cannot_be_had_is_one_line_with_status_1(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    status = main(["show", "--env", "Re2LLM-Synthetic-v0", "--env-kwargs", "llm=hf:no-such-org/no-such-model"])
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith("rec-gym show: error: could not load the hf model") and "Traceback" not in err
