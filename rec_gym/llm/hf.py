@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from rec_gym.llm.prompts import ANSWER_PREFIX, LABELLED_TEMPLATE_VERSION, hint_suffix, labelled_session_prefix, render_prompt
-from rec_gym.llm.protocol import RankRequest, Ranking
+from rec_gym.llm.protocol import GenerateRequest, RankRequest, Ranking
 
 if TYPE_CHECKING:
     import torch
@@ -408,18 +408,28 @@ class HFBackend:
         return result  # type: ignore[return-value]
 
     # ----------------------------------------------------------------------------------------- generate mode
-    def generate_batch(self, texts: Sequence[str], max_new_tokens: int) -> list[str]:
-        """Greedy continuations of already-templated ``texts`` (left-padded batches); special tokens removed."""
+    def generate_batch(self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
+                       seed: int | None = None) -> list[str]:
+        """Continuations of already-templated ``texts`` (left-padded batches); special tokens removed.
+
+        Greedy when ``temperature`` is 0; otherwise sampled at that temperature from a random stream
+        seeded by ``seed`` (the global torch generator is left as it was).
+        """
         import torch
         from transformers import GenerationConfig
 
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
-        config = GenerationConfig(max_new_tokens=int(max_new_tokens), do_sample=False, num_beams=1,
-                                  pad_token_id=self.pad_id, eos_token_id=eos)
+        sampled = temperature > 0
+        config = GenerationConfig(max_new_tokens=int(max_new_tokens), do_sample=sampled, num_beams=1,
+                                  pad_token_id=self.pad_id, eos_token_id=eos,
+                                  **({"temperature": float(temperature), "top_k": 0, "top_p": 1.0} if sampled else {}))
         replies: list[str] = []
-        with torch.inference_mode():
+        devices = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices, enabled=sampled):
+            if sampled:
+                torch.manual_seed(int(seed or 0) % (2 ** 63))
             for start in range(0, len(texts), self.batch_size):
                 encoded = [self._encode(t, first=True) for t in texts[start:start + self.batch_size]]
                 width = max(len(e) for e in encoded)
@@ -436,6 +446,26 @@ class HFBackend:
     def generate(self, messages: list[dict[str, str]], max_new_tokens: int = 256) -> str:
         """The assistant's greedy reply to chat ``messages`` (the :class:`~rec_gym.llm.protocol.ChatBackend` interface)."""
         return self.generate_batch([self.chat_text(messages)], max_new_tokens)[0]
+
+    def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """One reply per request through the model's chat template (the :class:`~rec_gym.llm.protocol.WriterBackend`
+        interface): greedy requests batched together, sampled ones each from a stream seeded by its cache key,
+        so that sample ``k`` of a request is the same text on every run on the same hardware."""
+        from rec_gym.llm.response_cache import generation_key
+
+        replies = [""] * len(requests)
+        greedy: dict[int, list[int]] = {}
+        for i, r in enumerate(requests):
+            if r.temperature == 0:
+                greedy.setdefault(r.max_new_tokens, []).append(i)
+            else:
+                seed = int(generation_key(self.name, r)[:15], 16)
+                replies[i] = self.generate_batch([self.chat_text(r.as_dicts())], r.max_new_tokens, r.temperature, seed)[0]
+        for budget, members in greedy.items():
+            texts = [self.chat_text(requests[i].as_dicts()) for i in members]
+            for i, reply in zip(members, self.generate_batch(texts, budget)):
+                replies[i] = reply
+        return replies
 
     # ----------------------------------------------------------------------------------------- protocol
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:

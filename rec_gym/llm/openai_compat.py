@@ -49,7 +49,7 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from rec_gym.llm.prompts import render_prompt
-from rec_gym.llm.protocol import BackendConfigError, BackendUnavailable, RankRequest, Ranking
+from rec_gym.llm.protocol import BackendConfigError, BackendUnavailable, GenerateRequest, RankRequest, Ranking
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRIED_STATUSES = frozenset({408, 409, 429})
@@ -233,15 +233,17 @@ class OpenAIBackend:
     def _count(self, counter: Counter[str], cause: str) -> None:
         counter[cause] += 1  # only the event loop's thread writes
 
-    def _run(self, conversations: Sequence[list[dict[str, str]]], params: dict[str, Any],
+    def _run(self, conversations: Sequence[list[dict[str, str]]], params: "dict[str, Any] | Sequence[dict[str, Any]]",
              allow_truncated: bool = False) -> list[_Outcome]:
-        """Send every conversation (at most ``concurrency`` at once); raise at the first refused one."""
+        """Send every conversation (at most ``concurrency`` at once) with ``params`` (one dict for all, or one
+        per conversation); raise at the first refused one."""
+        per_request = [params] * len(conversations) if isinstance(params, dict) else list(params)
 
         async def run_all() -> list[_Outcome]:
             gate, stop = asyncio.Semaphore(self.concurrency), asyncio.Event()
             async with self._client() as client:
-                return list(await asyncio.gather(*(self._complete(client, m, params, gate, stop, allow_truncated)
-                                                   for m in conversations)))
+                return list(await asyncio.gather(*(self._complete(client, m, p, gate, stop, allow_truncated)
+                                                   for m, p in zip(conversations, per_request))))
 
         try:
             asyncio.get_running_loop()
@@ -286,6 +288,35 @@ class OpenAIBackend:
         if any(o.unanswered for o in outcomes):
             raise self._unavailable(outcomes, rankings)
         return rankings
+
+    def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """One reply per request, sent concurrently (the :class:`~rec_gym.llm.protocol.WriterBackend` interface).
+
+        Each request's temperature and token budget replace the backend's; a sampled request also sends
+        ``seed`` (derived from its cache key), which servers that support it use to make sample ``k``
+        reproducible. A reply cut by the token budget is kept as it is.
+
+        Raises :class:`~rec_gym.llm.protocol.BackendUnavailable` (with the other replies) when some request
+        got no answer, and :class:`~rec_gym.llm.protocol.BackendConfigError` when the server refused one.
+        """
+        from rec_gym.llm.response_cache import generation_key
+
+        if not requests:
+            return []
+        budget_key = "max_completion_tokens" if "max_completion_tokens" in self.params else "max_tokens"
+        params = []
+        for r in requests:
+            p = {**self.params, "temperature": float(r.temperature), budget_key: int(r.max_new_tokens)}
+            if r.temperature > 0:
+                p["seed"] = int(generation_key(self.name, r)[:12], 16)
+            params.append(p)
+        outcomes = self._run([r.as_dicts() for r in requests], params, allow_truncated=True)
+        if any(o.problem == "malformed" for o in outcomes):
+            raise ValueError(f"{self.base_url} answered with a body that is not a chat completion")
+        texts = [o.text or "" for o in outcomes]
+        if any(o.unanswered for o in outcomes):
+            raise self._unavailable(outcomes, [None if o.unanswered else t for o, t in zip(outcomes, texts)])
+        return texts
 
     def generate(self, messages: list[dict[str, str]], max_new_tokens: int = 256) -> str:
         """The assistant's reply to chat ``messages`` (``""`` when empty or cut by the token budget's edge).

@@ -18,10 +18,16 @@ Stored rankings are checked when read: a position outside the request's candidat
 listed twice (a damaged file) is never returned; the request is computed again and its row replaced.
 A file that SQLite cannot read raises :class:`DamagedCache`, naming the file and the fix.
 
-Schema (``PRAGMA user_version = 1``)::
+Generated text (the :class:`~rec_gym.llm.protocol.WriterBackend` protocol: reflections, hints,
+preference texts) is cached the same way in a second table, keyed by :func:`generation_key`: the
+backend name, the request's purpose and template version, the whole conversation, the token budget,
+the temperature and the sample index. Only replies that arrived are stored.
+
+Schema (``PRAGMA user_version = 1``; the ``generations`` table is created on first use)::
 
     backends(id INTEGER PRIMARY KEY, name TEXT UNIQUE)
     responses(key TEXT PRIMARY KEY, backend_id INTEGER, template_version TEXT, ranking BLOB)
+    generations(key TEXT PRIMARY KEY, backend_id INTEGER, template_version TEXT, text TEXT)
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from rec_gym.llm.prompts import TEMPLATE_VERSION, render_prompt
-from rec_gym.llm.protocol import BackendUnavailable, LLMBackend, RankRequest, Ranking
+from rec_gym.llm.protocol import BackendUnavailable, GenerateRequest, LLMBackend, RankRequest, Ranking, can_write
 from rec_gym.storage import cache_dir, stable_hash
 
 SCHEMA_VERSION = 1
@@ -68,6 +74,12 @@ def request_key(backend_name: str, request: RankRequest) -> str:
     prompt_sha = hashlib.sha256(render_prompt(request).encode("utf-8")).hexdigest()
     return stable_hash(backend_name, TEMPLATE_VERSION, prompt_sha, [c.item_id for c in request.candidates],
                        request.hint, request.domain, length=32)
+
+
+def generation_key(backend_name: str, request: GenerateRequest) -> str:
+    """The cache key of a generation ``request`` answered by ``backend_name`` (32 hex characters)."""
+    return stable_hash(backend_name, "generate", request.purpose, request.template_version, [list(m) for m in request.messages],
+                       request.max_new_tokens, repr(float(request.temperature)), request.sample, length=32)
 
 
 def _encode(ranking: Ranking) -> bytes | None:
@@ -107,6 +119,8 @@ class ResponseCache:
                 conn.execute("CREATE TABLE IF NOT EXISTS backends (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)")
                 conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, backend_id INTEGER NOT NULL, "
                              "template_version TEXT NOT NULL, ranking BLOB) WITHOUT ROWID")
+                conn.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, backend_id INTEGER NOT NULL, "
+                             "template_version TEXT NOT NULL, text TEXT NOT NULL) WITHOUT ROWID")
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
@@ -155,6 +169,40 @@ class ResponseCache:
             self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise _damaged(self.path, exc) from None
+
+    def get_texts(self, keys: Iterable[str]) -> dict[str, str]:
+        """The stored generated texts of those ``keys`` that are present."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            try:
+                found.update(self.conn.execute(f"SELECT key, text FROM generations WHERE key IN ({marks})", chunk))
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
+        return found
+
+    def put_texts(self, backend_name: str, items: Sequence[tuple[str, str, str]]) -> None:
+        """Store ``(key, template version, text)`` triples in one transaction; a present key keeps its text."""
+        if not items:
+            return
+        try:
+            backend_id = self.backend_id(backend_name)
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany("INSERT OR IGNORE INTO generations (key, backend_id, template_version, text) "
+                                      "VALUES (?, ?, ?, ?)", [(k, backend_id, v, t) for k, v, t in items])
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
+
+    def n_texts(self) -> int:
+        """How many generated texts are stored."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
 
     def __len__(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
@@ -262,6 +310,47 @@ class CachedBackend:
             self.store.put_many(self.name, [a for a in answers if a[0] in damaged], replace=True)
             self.misses += len(answers)
             found.update(answers)
+            if unsettled:
+                missing = {i for i, key in enumerate(keys) if key not in found}
+                raise BackendUnavailable(str(error), [found.get(key) for key in keys], missing, error.causes)
+        return [found[key] for key in keys]
+
+    @property
+    def writes(self) -> bool:
+        """Whether the wrapped backend writes text (see :func:`~rec_gym.llm.protocol.can_write`)."""
+        return can_write(self.backend)
+
+    def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """Cached replies where present; the rest from the backend's ``write``, stored batch by batch.
+
+        Raises :class:`~rec_gym.llm.protocol.BackendUnavailable` (after storing every reply that arrived)
+        when some request got none; its ``rankings`` hold the replies known, ``None`` for the others.
+        """
+        if not can_write(self.backend):
+            raise TypeError(f"backend {self.name!r} does not write text; use simulated, hf:<model> or openai:<model>")
+        keys = [generation_key(self.name, r) for r in requests]
+        found = self.store.get_texts(keys)
+        self.hits += sum(1 for k in keys if k in found)
+        todo: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key not in found and key not in todo:
+                todo[key] = i
+        pending = list(todo.values())
+        for start in range(0, len(pending), self.batch_size):
+            batch = pending[start:start + self.batch_size]
+            unsettled: frozenset[int] = frozenset()
+            try:
+                texts = self.backend.write([requests[i] for i in batch])
+            except BackendUnavailable as exc:
+                texts, unsettled = exc.rankings, exc.unsettled
+                error = exc
+            if len(texts) != len(batch):
+                raise RuntimeError(f"backend {self.name!r} returned {len(texts)} replies for {len(batch)} requests")
+            answers = [(keys[i], requests[i].template_version, str(text))
+                       for j, (i, text) in enumerate(zip(batch, texts)) if j not in unsettled]
+            self.store.put_texts(self.name, answers)
+            self.misses += len(answers)
+            found.update((k, t) for k, _, t in answers)
             if unsettled:
                 missing = {i for i, key in enumerate(keys) if key not in found}
                 raise BackendUnavailable(str(error), [found.get(key) for key in keys], missing, error.causes)

@@ -38,6 +38,7 @@ aspect only changes the hint noise.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import re
 from functools import lru_cache
@@ -46,7 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from rec_gym.data.types import Item, title_words
-from rec_gym.llm.protocol import RankRequest, Ranking
+from rec_gym.llm.protocol import GenerateRequest, RankRequest, Ranking
 
 ASPECTS = ("genre", "last_item", "era", "newer", "popularity", "creator", "franchise")
 BASE_WEIGHTS = {"genre": 1.0, "last_item": 0.6, "era": 0.4, "newer": 0.0, "popularity": 1.2, "creator": 0.4, "franchise": 0.4}
@@ -69,6 +70,12 @@ ASPECT_KEYWORDS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
 )
 NEGATIONS = frozenset(("avoid", "not", "less", "instead", "don't", "dont", "never", "without", "no", "fewer", "over",
                        "than", "unlike"))
+# purpose -> module whose ``write(llm, request) -> str`` simulates that kind of writing.
+SIMULATED_WRITERS = {
+    "reflect": "rec_gym.llm.simulated_reflection",
+    "dedup": "rec_gym.llm.simulated_reflection",
+    "preference": "rec_gym.llm.simulated_preferences",
+}
 _CLAUSE = re.compile(r"[.;:,!?]|\band\b|\bbut\b")
 _WORD = re.compile(r"[a-z0-9'\-]+")
 
@@ -201,3 +208,19 @@ class SimulatedLLM:
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         return [np.argsort(-self.scores(r), kind="stable").tolist() for r in requests]
+
+    def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """Simulated writing, one reply per request, chosen by ``request.purpose`` (see :data:`SIMULATED_WRITERS`).
+
+        The writers read ``request.context`` (the session's items, the true item, ...) and are
+        deterministic given the request, its ``sample`` index and this backend's ``seed``. They simulate
+        a writer's behaviour for testing the pipelines; their texts are not an LLM's.
+        """
+        replies = []
+        for request in requests:
+            module = SIMULATED_WRITERS.get(request.purpose)
+            if module is None:
+                raise ValueError(f"the simulated backend writes only for purposes {sorted(SIMULATED_WRITERS)}, "
+                                 f"not {request.purpose!r}; use an hf: or openai: model for free chat")
+            replies.append(importlib.import_module(module).write(self, request))
+        return replies
