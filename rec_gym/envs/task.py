@@ -20,7 +20,7 @@ from rec_gym.data.profile import PROFILE_FEATURES
 from rec_gym.data.types import SessionDataset
 from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, kb_columns, make_provenance
 from rec_gym.knowledge.base import KnowledgeBase, load_knowledge_base
-from rec_gym.llm import make_llm
+from rec_gym.llm.lazy import lazy_llm
 from rec_gym.llm.protocol import LLMBackend
 from rec_gym.llm.prompts import render_prompt
 
@@ -61,7 +61,8 @@ class Re2LLMTask:
         self.dataset = dataset if isinstance(dataset, SessionDataset) else load_dataset(
             dataset, data_dir, n_candidates=n_candidates, seed=seed, n_train=n_train)
         self.kb = load_knowledge_base(kb, self.dataset.domain)
-        self.backend = make_llm(llm, **(llm_kwargs or {}))
+        # Shared within the process, and a model loads only on the first table miss (rec_gym.llm.lazy).
+        self.backend = lazy_llm(llm, **(llm_kwargs or {}))
         self.reward_mode = reward
         self.split = split
         self.rows = self.dataset.indices(split).astype(np.int64)

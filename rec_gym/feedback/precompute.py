@@ -139,11 +139,11 @@ def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Pat
     # The table must land where the env will look for it, so the env's own argument resolution
     # (dataset, split, KB, backend name -> provenance) is used rather than a copy of it.
     from rec_gym.envs.task import Re2LLMTask
-    from rec_gym.llm import make_llm
+    from rec_gym.llm.lazy import lazy_llm
 
     kwargs = _task_arguments(args)
     llm_kwargs = kwargs.pop("llm_kwargs", None) or {}
-    backend = _load_factory(args.backend_factory) if args.backend_factory else make_llm(kwargs.pop("llm", "simulated"),
+    backend = _load_factory(args.backend_factory) if args.backend_factory else lazy_llm(kwargs.pop("llm", "simulated"),
                                                                                          **llm_kwargs)
     kwargs.pop("llm", None)
     cached = None
