@@ -153,3 +153,15 @@ def test_a_session_with_no_history_is_ranked_by_popularity_and_noise():
     llm = SimulatedLLM(session_noise=0.0, hint_noise=0.0)
     candidates = tuple(movie(k, popularity=k / 10) for k in range(5))
     assert llm.rank([RankRequest((), candidates)])[0] == [4, 3, 2, 1, 0]
+
+
+def test_noise_draws_are_standard_normal_and_independent_across_streams_and_positions():
+    from rec_gym.llm.simulated import _mix, _normals
+
+    keys = _mix(np.arange(1, 20001, dtype=np.uint64))
+    draws = _normals(keys, 50)  # (20000, 50)
+    assert abs(draws.mean()) < 0.01 and abs(draws.std() - 1.0) < 0.01
+    assert abs(np.mean(draws > 1.96) - 0.025) < 0.002  # the tails are a normal's
+    other = _normals(keys ^ np.uint64(12345), 50)
+    assert abs(np.corrcoef(draws.ravel(), other.ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 0.03

@@ -21,7 +21,7 @@ creator       share of history items by its creator (director, studio)          
 franchise     title-word overlap with a history title (sequels, series)        0.4
 ============  ==============================================================  ===========
 
-plus seeded noise (mean 0, variance 1 before scaling; the sum of four uniforms, close to Gaussian): a per-session part (``session_noise``, the model's fixed
+plus seeded Gaussian noise: a per-session part (``session_noise``, the model's fixed
 idiosyncrasy) and a smaller part seeded by the hint text too (``hint_noise``: any change of
 wording perturbs the ranking a little, as it does for a real LLM).
 
@@ -130,24 +130,41 @@ def text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def _normals(keys: np.ndarray) -> np.ndarray:
-    """float64 draws of mean 0 and variance 1, one per uint64 key: the sum of the key hash's four 16-bit
-    quarters, centred and scaled (an Irwin-Hall sum of four uniforms, close to a normal within +-3.46).
+@lru_cache(maxsize=1)
+def _normal_quantiles() -> np.ndarray:
+    """float64 ``(65536,)``: the standard normal's quantiles at ``(i + 0.5) / 65536``."""
+    from statistics import NormalDist
 
-    A counter-based stream: the draw for a key depends on nothing else, so scores do not depend on
-    how requests are batched or ordered.
+    normal = NormalDist()
+    return np.array([normal.inv_cdf((i + 0.5) / 65536) for i in range(65536)])
+
+
+@lru_cache(maxsize=8)
+def _position_keys(n: int) -> np.ndarray:
+    """uint64 ``(n,)``: one random-looking key per candidate position."""
+    with np.errstate(over="ignore"):
+        return _mix(np.arange(1, n + 1, dtype=np.uint64) * _GOLDEN)
+
+
+def _normals(stream_keys: np.ndarray, n_positions: int) -> np.ndarray:
+    """float64 ``stream_keys.shape + (n_positions,)``: standard normal draws, one per (stream key, position).
+
+    A counter-based stream: a draw depends only on its stream key (already well mixed) and its position,
+    so scores do not depend on how requests are batched or ordered. Each draw is a quantile of the
+    normal distribution picked by the top 16 bits of a multiplicative hash of key and position.
     """
-    bits = _mix(keys)
-    quarter = np.uint64(0xFFFF)
-    total = (bits & quarter) + ((bits >> np.uint64(16)) & quarter) + ((bits >> np.uint64(32)) & quarter) + (bits >> np.uint64(48))
-    return (total.astype(np.float64) + 2.0) * (math.sqrt(3.0) / 65536.0) - 2.0 * math.sqrt(3.0)
+    with np.errstate(over="ignore"):
+        bits = (stream_keys[..., None] ^ _position_keys(n_positions)) * _M2
+        bits = (bits ^ (bits >> np.uint64(32))) * _M1
+    return _normal_quantiles()[(bits >> np.uint64(48)).astype(np.intp)]
 
 
 class ItemArrays:
     """The attributes of a list of items as arrays, in list order (what the vectorised scorer reads).
 
     Attributes:
-        genres: float64 ``(n, g)``: how often each genre of ``genre_names`` is listed for each item.
+        genres: float64 ``(n, g)``: how often each genre of ``genre_names`` is listed for each item;
+            has_genre: the same as 0/1; n_genres ``(n,)``: how many distinct genres each item has.
         genre_names: the ``g`` genre names, lower-case.
         year: float64 ``(n,)``, NaN where unknown. creator: int64 ``(n,)`` creator ids, -1 where none.
         popularity: float64 ``(n,)``. words: int64 ``(n, w)`` title-word ids, -1 padded; n_words ``(n,)``.
@@ -176,6 +193,8 @@ class ItemArrays:
         self.genres = np.zeros((n, len(genre_ids)))
         if pairs:
             np.add.at(self.genres, tuple(np.array(pairs).T), 1.0)
+        self.has_genre = (self.genres > 0).astype(np.float64)
+        self.n_genres = self.has_genre.sum(axis=1)
         self.genre_names = tuple(g.lower() for g in genre_ids)
         self.n_words = np.array([len(w) for w in words], dtype=np.int64)
         self.words = np.full((n, max(1, int(self.n_words.max(initial=0)))), -1, dtype=np.int64)
@@ -184,36 +203,38 @@ class ItemArrays:
         self.n_word_ids = len(word_ids)
 
 
-def _title_overlaps(arrays: ItemArrays, hist: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """int64 ``(b, c, h)``: title words candidate ``c`` shares with history item ``h`` (-1 entries share none).
+def _title_matches(arrays: ItemArrays, hist: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (candidate, history item) pairs of each session that share title words, and how many words.
 
-    A join on (session, word) rather than a dense comparison, so the cost grows with the number of
-    title words, not with their square.
+    Returns ``(flat, shared)``: ``flat`` indexes ``(b, c, h)`` in C order, ``shared`` is the number of
+    title words the pair has in common (at least 1); pairs sharing none are left out. A join on
+    (session, word): the cost grows with the number of title words, not with candidates x history.
     """
     b, c = cand.shape
     h = hist.shape[1]
-    counts = np.zeros(b * c * h, dtype=np.int64)
     hw = np.where(hist[..., None] >= 0, arrays.words[np.maximum(hist, 0)], -1)  # (b, h, w)
     cw = np.where(cand[..., None] >= 0, arrays.words[np.maximum(cand, 0)], -1)  # (b, c, w)
     hs, hh, hwi = np.nonzero(hw >= 0)
     cs, cc, cwi = np.nonzero(cw >= 0)
+    empty = np.zeros(0, dtype=np.int64)
     if hs.size == 0 or cs.size == 0:
-        return counts.reshape(b, c, h)
+        return empty, empty
     vocab = np.int64(arrays.n_word_ids + 1)
     h_keys = hs * vocab + hw[hs, hh, hwi]
     order = np.argsort(h_keys, kind="stable")
     h_keys, h_item = h_keys[order], hh[order]
+    keys, first, count = np.unique(h_keys, return_index=True, return_counts=True)
     c_keys = cs * vocab + cw[cs, cc, cwi]
-    lo = np.searchsorted(h_keys, c_keys, side="left")
-    hi = np.searchsorted(h_keys, c_keys, side="right")
-    n_match = hi - lo
-    if n_match.sum() == 0:
-        return counts.reshape(b, c, h)
-    entry = np.repeat(np.arange(c_keys.size), n_match)
+    at = np.minimum(np.searchsorted(keys, c_keys), keys.size - 1)
+    hit = np.flatnonzero(keys[at] == c_keys)
+    if hit.size == 0:
+        return empty, empty
+    n_match = count[at[hit]]
+    entry = np.repeat(hit, n_match)
     offsets = np.arange(entry.size) - np.repeat(np.cumsum(n_match) - n_match, n_match)
-    matched_h = h_item[lo[entry] + offsets]
-    flat = (cs[entry] * c + cc[entry]) * h + matched_h
-    return np.bincount(flat, minlength=b * c * h).reshape(b, c, h)
+    matched_h = h_item[first[at[entry]] + offsets]
+    flat, shared = np.unique((cs[entry] * c + cc[entry]) * h + matched_h, return_counts=True)
+    return flat, shared
 
 
 def batch_features(arrays: ItemArrays, hist: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -227,23 +248,26 @@ def batch_features(arrays: ItemArrays, hist: np.ndarray, cand: np.ndarray) -> np
     b, c = cand.shape
     if hist.shape[1] == 0:
         hist = np.full((b, 1), -1, dtype=np.int64)
+    h = hist.shape[1]
     feats = np.zeros((b, c, len(ASPECTS)))
     h_ok, c_ok = hist >= 0, cand >= 0
     hi, ci = np.maximum(hist, 0), np.maximum(cand, 0)
     n_hist = h_ok.sum(axis=1)
     per_item = 1.0 / np.maximum(n_hist, 1)[:, None]
+    last_pos = np.maximum(n_hist - 1, 0)
+    last = hi[np.arange(b), last_pos]
 
     # genre: the summed history share of the candidate's genres
-    c_genres = (arrays.genres[ci] > 0) & c_ok[..., None]  # (b, c, g)
+    c_genres = arrays.has_genre[ci]  # (b, c, g)
+    if not c_ok.all():
+        c_genres = c_genres * c_ok[..., None]
     genre_share = np.einsum("bhg,bh->bg", arrays.genres[hi], h_ok * per_item)
-    feats[..., 0] = np.minimum(1.0, np.einsum("bcg,bg->bc", c_genres.astype(np.float64), genre_share))
+    feats[..., 0] = np.minimum(1.0, np.einsum("bcg,bg->bc", c_genres, genre_share))
 
     # last_item: mean of the comparable parts (genres, creator, year, title words) with the newest item
-    has_last = n_hist > 0
-    last = hi[np.arange(b), np.maximum(n_hist - 1, 0)]
-    l_genres = arrays.genres[last] > 0  # (b, g)
-    inter = np.einsum("bcg,bg->bc", c_genres.astype(np.float64), l_genres.astype(np.float64))
-    union = c_genres.sum(axis=2) + l_genres.sum(axis=1)[:, None] - inter
+    l_genres = arrays.has_genre[last]  # (b, g)
+    inter = np.einsum("bcg,bg->bc", c_genres, l_genres)
+    union = np.where(c_ok, arrays.n_genres[ci], 0) + arrays.n_genres[last][:, None] - inter
     parts_sum = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     parts_n = (union > 0).astype(np.float64)
     c_creator, c_year = arrays.creator[ci], arrays.year[ci]
@@ -254,35 +278,47 @@ def batch_features(arrays: ItemArrays, hist: np.ndarray, cand: np.ndarray) -> np
     both_year = ~np.isnan(c_year) & ~np.isnan(l_year)
     parts_sum += np.where(both_year, np.exp(-np.abs(np.nan_to_num(c_year - l_year)) / 5.0), 0.0)
     parts_n += both_year
-    overlaps = _title_overlaps(arrays, hist, cand)  # (b, c, h)
     c_words = np.where(c_ok, arrays.n_words[ci], 0)
     h_words = np.where(h_ok, arrays.n_words[hi], 0)
-    jaccard = overlaps / np.maximum(c_words[..., None] + h_words[:, None, :] - overlaps, 1)
-    l_words = arrays.n_words[last][:, None]
-    both_words = (c_words > 0) & (l_words > 0)
-    parts_sum += np.where(both_words, jaccard[np.arange(b), :, np.maximum(n_hist - 1, 0)], 0.0)
+    flat, shared = _title_matches(arrays, hist, cand)
+    pair, ph = flat // h, flat % h  # (session * c + candidate), history position
+    jaccard = shared / (c_words.ravel()[pair] + h_words.ravel()[pair // c * h + ph] - shared)
+    last_title = np.zeros(b * c)
+    with_last = ph == last_pos[pair // c]
+    last_title[pair[with_last]] = jaccard[with_last]
+    both_words = (c_words > 0) & (arrays.n_words[last][:, None] > 0)
+    parts_sum += np.where(both_words, last_title.reshape(b, c), 0.0)
     parts_n += both_words
-    feats[..., 1] = np.where(has_last[:, None] & (parts_n > 0), parts_sum / np.maximum(parts_n, 1), 0.0)
+    feats[..., 1] = np.where((n_hist > 0)[:, None] & (parts_n > 0), parts_sum / np.maximum(parts_n, 1), 0.0)
 
-    # era and newer: history share released within 5 years; release year scaled to [0, 1]
+    # era: history share released within 5 years, from each session's histogram of (integer) years
     h_year = np.where(h_ok, arrays.year[hi], np.nan)
     known = ~np.isnan(h_year)
-    close = (np.abs(c_year[..., None] - h_year[:, None, :]) <= 5) & known[:, None, :]
     n_years = known.sum(axis=1)[:, None]
     has_year = ~np.isnan(c_year) & c_ok
-    feats[..., 2] = np.where(has_year & (n_years > 0), close.sum(axis=2) / np.maximum(n_years, 1), 0.0)
+    if known.any():
+        low = int(np.nanmin(h_year))
+        span = int(np.nanmax(h_year)) - low + 1
+        sessions, slots = np.nonzero(known)
+        counts = np.bincount(sessions * span + (h_year[sessions, slots].astype(np.int64) - low), minlength=b * span)
+        cumulative = np.concatenate([np.zeros((b, 1), dtype=np.int64), np.cumsum(counts.reshape(b, span), axis=1)], axis=1)
+        year_index = np.nan_to_num(c_year, nan=low).astype(np.int64) - low
+        above = np.take_along_axis(cumulative, np.clip(year_index + 6, 0, span), axis=1)
+        below = np.take_along_axis(cumulative, np.clip(year_index - 5, 0, span), axis=1)
+        feats[..., 2] = np.where(has_year & (n_years > 0), (above - below) / np.maximum(n_years, 1), 0.0)
     feats[..., 3] = np.where(has_year, np.clip((np.nan_to_num(c_year) - 1950) / 70.0, 0.0, 1.0), 0.0)
 
     feats[..., 4] = np.where(c_ok, arrays.popularity[ci], 0.0)
 
     # creator: history share of the candidate's creator
-    h_creator = np.where(h_ok, arrays.creator[hi], -1)
-    same = (c_creator[..., None] == h_creator[:, None, :]) & (c_creator >= 0)[..., None]
-    feats[..., 5] = np.where(c_ok, np.minimum(1.0, same.sum(axis=2) * per_item), 0.0)
+    h_creator = np.where(h_ok, arrays.creator[hi], -1).astype(np.int32)
+    same = (c_creator.astype(np.int32)[..., None] == h_creator[:, None, :]).sum(axis=2)
+    feats[..., 5] = np.where(c_ok & (c_creator >= 0), np.minimum(1.0, same * per_item), 0.0)
 
     # franchise: the best title-word overlap with any history title
-    franchise = np.where((h_words > 0)[:, None, :], jaccard, 0.0).max(axis=2, initial=0.0)
-    feats[..., 6] = np.where(c_words > 0, franchise, 0.0)
+    franchise = np.zeros(b * c)
+    np.maximum.at(franchise, pair, jaccard)
+    feats[..., 6] = np.where(c_words > 0, franchise.reshape(b, c), 0.0)
     return feats
 
 
@@ -349,26 +385,30 @@ class SimulatedLLM:
         self._catalog_arrays: tuple[object, ItemArrays] | None = None
 
     def _scores(self, arrays: ItemArrays, hist: np.ndarray, cand: np.ndarray, hints: Sequence[str | None]) -> np.ndarray:
-        """float64 ``(b, len(hints), c)``: every candidate's score under every hint; -inf for padded candidates."""
+        """float64 ``(b, c, len(hints))``: every candidate's score under every hint; -inf for padded candidates."""
         feats = batch_features(arrays, hist, cand)  # (b, c, a)
         keys = session_keys(arrays.hashes, hist, cand, self.seed)
-        positions = np.arange(cand.shape[1], dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            base_keys = _mix(keys[:, None] ^ _SESSION_STREAM) + positions * _GOLDEN
-        noise = self.session_noise * _normals(base_keys)  # (b, c)
         terms = [_hint_terms(h, self.hint_strength, arrays.genre_names) for h in hints]
         weights = np.stack([t[0] for t in terms], axis=1)  # (a, k)
-        score = np.einsum("bca,ak->bkc", feats, weights) + noise[:, None, :]
-        named = np.stack([t[1] for t in terms], axis=0).astype(np.float64)  # (k, g)
+        streams = np.array([t[2] for t in terms], dtype=np.uint64)
+        n = cand.shape[1]
+        score = feats @ weights  # (b, c, k)
+        score += self.session_noise * _normals(_mix(keys ^ _SESSION_STREAM), n)[:, :, None]
+        # Every prompt draws its own noise; the prompt without a hint (stream 0) gets none.
+        noise = _normals(_mix(keys[:, None] ^ streams[None, :]), n)  # (b, k, c)
+        score += np.swapaxes(noise, 1, 2) * (self.hint_noise * (streams != 0))
+        named = np.stack([t[1] for t in terms], axis=1)  # (g, k)
         if named.any():
-            c_genres = (arrays.genres[np.maximum(cand, 0)] > 0).astype(np.float64)  # (b, c, g)
-            score += self.genre_bonus * (np.einsum("bcg,kg->bkc", c_genres, named) > 0)
-        for k, (_, _, stream) in enumerate(terms):
-            if stream:
-                with np.errstate(over="ignore"):
-                    hint_keys = _mix(keys[:, None] ^ np.uint64(stream)) + positions * _GOLDEN
-                score[:, k, :] += self.hint_noise * _normals(hint_keys)
-        return np.where((cand >= 0)[:, None, :], score, -np.inf)
+            c_genres = arrays.has_genre[np.maximum(cand, 0)]  # (b, c, g)
+            score += self.genre_bonus * ((c_genres @ named) > 0)
+        score[cand < 0] = -np.inf
+        return score
+
+    def _target_ranks(self, score: np.ndarray, tpos: np.ndarray) -> np.ndarray:
+        """int16 ``(b, k)``: 1-based rank of the candidate at ``tpos`` in each ``score[:, :, k]`` (ties: prompt order)."""
+        target = np.take_along_axis(score, tpos[:, None, None], axis=1)  # (b, 1, k)
+        before = (np.arange(score.shape[1])[None, :] < tpos[:, None])[:, :, None]
+        return (1 + np.count_nonzero((score > target) | ((score == target) & before), axis=1)).astype(np.int16)
 
     def _arrays_of(self, catalog: object) -> ItemArrays:
         if self._catalog_arrays is None or self._catalog_arrays[0] is not catalog:
@@ -376,7 +416,7 @@ class SimulatedLLM:
         return self._catalog_arrays[1]
 
     def target_ranks(self, dataset: "SessionDataset", rows: np.ndarray, hints: Sequence[str | None],
-                     chunk: int = 2048) -> np.ndarray:
+                     chunk: int = 256) -> np.ndarray:
         """int16 ``(len(rows), len(hints))``: the 1-based rank of each session's target under each hint.
 
         The same ranks :meth:`rank` gives for the same requests (ties broken by prompt order), computed
@@ -387,12 +427,8 @@ class SimulatedLLM:
         out = np.empty((rows.size, len(hints)), dtype=np.int16)
         for start in range(0, rows.size, chunk):
             part = rows[start:start + chunk]
-            cand = dataset.candidates[part]
-            score = self._scores(arrays, dataset.history[part], cand, hints)
-            tpos = dataset.target_pos[part].astype(np.int64)
-            target = np.take_along_axis(score, tpos[:, None, None], axis=2)
-            before = np.arange(cand.shape[1])[None, None, :] < tpos[:, None, None]
-            out[start:start + chunk] = 1 + np.sum((score > target) | ((score == target) & before), axis=2)
+            score = self._scores(arrays, dataset.history[part], dataset.candidates[part], hints)
+            out[start:start + chunk] = self._target_ranks(score, dataset.target_pos[part].astype(np.int64))
         return out
 
     def scores(self, request: RankRequest) -> np.ndarray:
@@ -400,7 +436,7 @@ class SimulatedLLM:
         arrays = ItemArrays(list(request.history) + list(request.candidates))
         n = len(request.history)
         return self._scores(arrays, np.arange(n)[None, :], np.arange(n, n + len(request.candidates))[None, :],
-                            [request.hint])[0, 0]
+                            [request.hint])[0, :, 0]
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         rankings: list[Ranking] = [None] * len(requests)
@@ -414,7 +450,7 @@ class SimulatedLLM:
             score = self._scores(arrays, np.arange(n)[None, :], np.arange(n, n + len(first.candidates))[None, :],
                                  [requests[i].hint for i in members])[0]
             for k, i in enumerate(members):
-                rankings[i] = np.argsort(-score[k], kind="stable").tolist()
+                rankings[i] = np.argsort(-score[:, k], kind="stable").tolist()
         return rankings
 
     def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
