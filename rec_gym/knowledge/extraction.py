@@ -149,7 +149,7 @@ def title_variants(title: str) -> set[str]:
             if number is not None and len(words) > 1:
                 stem = " ".join(words[:-1])
                 forms |= {f"{stem} {number}", f"{stem} {_ROMAN[number]}", f"{stem} {_WORDS[number]}",
-                          f"{stem} part {number}", f"{stem} part {_ROMAN[number]}"}
+                          f"{stem} part {number}", f"{stem} part {_ROMAN[number]}", f"{stem} part {_WORDS[number]}"}
         variants |= {f for f in forms if f}
     undated = re.sub(r"\s*\(\d{4}\)\s*$", "", _fold(title))
     for sep in (":", " - ", " \u2013 "):
