@@ -23,8 +23,8 @@ validation, leak rejection and de-duplication have work to do. Because the aspec
 ranker's weights and noise, a hint can still fail to fix its session.
 
 De-duplication answers "yes" when both hints move the same aspects the same way
-(:func:`~rec_gym.llm.simulated.hint_weights`) and name the same capitalised words (genres), or, for
-hints that move no aspect, when they share most of their words.
+(:func:`~rec_gym.llm.simulated.hint_weights`) and name the same capitalised words (genres); hints that
+move no aspect and name no genre are the same when they share most of their words.
 
 Every choice is seeded by the conversation's opening (the session's prompt and answer), the
 backend's ``seed`` and, for sampled requests, the sample index: the same request always gets the same
@@ -245,7 +245,8 @@ def _dedup(llm: "SimulatedLLM", request: GenerateRequest, context: dict[str, Any
         same = moved_a == moved_b and named_a == named_b
     else:
         words_a, words_b = set(re.findall(r"[a-z']+", first.lower())), set(re.findall(r"[a-z']+", second.lower()))
-        same = len(words_a & words_b) / max(len(words_a | words_b), 1) >= 0.5 and named_a == named_b
+        overlap = len(words_a & words_b) / max(len(words_a | words_b), 1)
+        same = named_a == named_b and (bool(named_a) or overlap >= 0.5)
     rng = np.random.default_rng(_stable_seed("dedup", llm.seed, first, second))
     if same:
         return _choice(rng, ("Yes.", "Yes, both ask for the same thing.", "Yes - they convey the same idea."))
