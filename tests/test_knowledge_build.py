@@ -18,7 +18,7 @@ from rec_gym.knowledge.build import STAGES, build_knowledge_base
 from rec_gym.knowledge.extraction import extract_hints, leaks_title
 from rec_gym.knowledge.reflection import dedup_request, next_turn, parse_yes_no, reflection_turns
 from rec_gym.llm.protocol import RankRequest, target_rank
-from rec_gym.llm.response_cache import CachedBackend, ResponseCache
+from rec_gym.llm.response_cache import ResponseCache
 from rec_gym.llm.simulated import BASE_WEIGHTS, SimulatedLLM, hint_weights
 from rec_gym.llm.simulated_reflection import EXPLANATIONS, GENERIC_HINTS, HINT_TEMPLATES
 from rec_gym.metrics import ndcg_at_k

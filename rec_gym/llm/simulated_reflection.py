@@ -170,8 +170,8 @@ def _choice(rng: np.random.Generator, options: Sequence[str]) -> str:
 
 
 def _reflect_reply(points: list[tuple[str, Any]], words: dict[str, str], rng: np.random.Generator) -> str:
-    causes = [f"I misjudged the {_LABELS[a].lower()} of what the user wanted" for kind, (a, _d) in
-              ((k, v) for k, v in points if k == "aspect")]
+    causes = [f"I misjudged the {_LABELS[value[0]].lower()} of what the user wanted" for kind, value in points
+              if kind == "aspect"]
     opening = _choice(rng, ("Looking back at my list, ", "On reflection, ", "I see a few possible mistakes. "))
     body = "; ".join(causes) if causes else "I may have read the user's history too loosely"
     return f"{opening}{body[0].upper()}{body[1:]}. I also may have trusted the obvious candidates too much."
@@ -210,8 +210,8 @@ def _hint_reply(points: list[tuple[str, Any]], target: Any, words: dict[str, str
     if layout == 0:  # a plain numbered list
         body = "\n".join(f"{n}. {h}" for n, (_k, _v, h) in enumerate(hints, start=1))
     elif layout == 1:  # bullets with bold labels, blank lines between
-        body = "\n\n".join(f"- **{_LABELS.get(v[0], 'Genre') if k == 'aspect' else ('Genre' if k == 'genre_name' else 'General')}:** {h}"
-                           for k, v, h in hints)
+        labels = [_LABELS[v[0]] if k == "aspect" else ("Genre" if k == "genre_name" else "General") for k, v, _h in hints]
+        body = "\n\n".join(f"- **{label}:** {h}" for label, (_k, _v, h) in zip(labels, hints))
     elif layout == 2:  # "Hint N:" lines
         body = "\n".join(f"Hint {n}: {h}" for n, (_k, _v, h) in enumerate(hints, start=1))
     elif layout == 3:  # a reasoning block, then numbered points of two sentences each
