@@ -222,3 +222,24 @@ def test_build_kb_killed_mid_run_resumes_at_no_extra_llm_cost(tmp_path):
     assert (tmp_path / "resumed" / "kb.json").read_bytes() == (tmp_path / "clean" / "kb.json").read_bytes()
     kb = json.loads((tmp_path / "clean" / "kb.json").read_text())
     assert 0 < len(kb["hints"]) == kb["provenance"]["counts"]["added"] <= 6 and sum(kb["provenance"]["llm_calls"].values()) == _calls(clean_out)
+
+
+def test_the_reflection_conversation_grows_turn_by_turn_over_an_openai_server(dataset, tmp_path, monkeypatch):
+    from llm_fixtures import ChatServer
+
+    from rec_gym.llm import make_llm
+
+    monkeypatch.setenv("REC_GYM_TEST_KEY", "sk-test")
+    with ChatServer() as server:
+        backend = make_llm("openai:test-model", base_url=server.base_url, api_key_env="REC_GYM_TEST_KEY", timeout=5.0)
+        # The test server echoes every chat turn, and its echo of the hint request fixes no session.
+        with pytest.raises(ValueError, match="no hint survived"):
+            build_knowledge_base(dataset, backend, max_hints=3, max_sessions=8, progress=False,
+                                 response_cache=tmp_path / "r.sqlite")
+    chats = [b["messages"] for b in server.bodies if len(b["messages"]) > 1]
+    assert chats and sorted({len(m) for m in chats}) == [3, 5, 7]
+    longest = max(chats, key=len)
+    assert [m["role"] for m in longest] == ["user", "assistant", "user", "assistant", "user", "assistant", "user"]
+    assert longest[4]["content"].startswith("The movie I watched next is: ")
+    assert longest[5]["content"].startswith("You said: The movie I watched next is")
+    assert ResponseCache(tmp_path / "r.sqlite").n_texts() == len(chats)
