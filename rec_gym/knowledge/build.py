@@ -56,7 +56,9 @@ class BuildReport:
     Attributes:
         kb: the knowledge base (its ``provenance`` holds the options, ``cost`` and ``counts``).
         calls: backend calls this run made, per stage (cache hits are not calls).
-        cost: distinct LLM requests per stage the KB needs from an empty response cache.
+        cost: distinct LLM requests per stage the KB needs from an empty response cache (a request two
+            stages share, e.g. a support session's no-hint ranking that was also answered, counts once, for
+            the stage that asked first).
         counts: sessions answered, error sessions, hints extracted, leaked, failed validation, duplicates,
             dropped by support, added.
     """
