@@ -36,7 +36,8 @@ _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
 _SPACES = re.compile(r"\s+")
 
 
-def _strip_reasoning(reply: str) -> str:
+def strip_reasoning(reply: str) -> str:
+    """``reply`` without reasoning blocks (``<think>...</think>``, or all before a lone closing tag) and code fences."""
     text = _REASONING.sub("\n", reply)
     # A reply that opens with a closing tag carries the reasoning of a template that opened the tag itself.
     closing = re.search(r"</(think|thinking|reasoning)>", text, re.IGNORECASE)
@@ -98,7 +99,7 @@ def extract_hints(reply: str) -> list[str]:
     >>> extract_hints("Here you go:\\n1. **Genre:** Favour comedies.\\n2. Hint: Prefer older films.\\nGood luck!")
     ['Favour comedies.', 'Prefer older films.']
     """
-    text = _strip_reasoning(reply)
+    text = strip_reasoning(reply)
     # "Hint: A. Hint: B." on one line is two points.
     points = [part for point in _points(text) for part in _INLINE_HINT.split(point) if part.strip()]
     hints: list[str] = []

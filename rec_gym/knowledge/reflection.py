@@ -21,6 +21,7 @@ import re
 from typing import Any, Sequence
 
 from rec_gym.data.types import Item
+from rec_gym.knowledge.extraction import strip_reasoning
 from rec_gym.llm.prompts import render_prompt
 from rec_gym.llm.protocol import GenerateRequest, RankRequest
 
@@ -85,12 +86,9 @@ def dedup_request(new: str, existing: str, domain: str = "movie", max_new_tokens
                            max_new_tokens=max_new_tokens, context={"first": new, "second": existing})
 
 
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|\Z)", re.DOTALL | re.IGNORECASE)
-
-
 def parse_yes_no(reply: str) -> bool | None:
     """``True`` for a reply that answers yes, ``False`` for no, ``None`` when it says neither first."""
-    text = _THINK.sub(" ", reply).lower()
+    text = strip_reasoning(reply).lower()
     match = re.search(r"\b(yes|no)\b", text)
     return None if match is None else match.group(1) == "yes"
 
