@@ -20,7 +20,7 @@ from rec_gym.knowledge.reflection import dedup_request, next_turn, parse_yes_no,
 from rec_gym.llm.protocol import RankRequest, target_rank
 from rec_gym.llm.response_cache import ResponseCache
 from rec_gym.llm.simulated import BASE_WEIGHTS, SimulatedLLM, hint_weights
-from rec_gym.llm.simulated_reflection import EXPLANATIONS, GENERIC_HINTS, HINT_TEMPLATES
+from rec_gym.llm.simulated_reflection import EXPLANATIONS, GENERIC_HINTS, HINT_TEMPLATES, join_hints
 from rec_gym.metrics import ndcg_at_k
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +46,20 @@ def test_every_simulated_hint_template_moves_exactly_its_aspect_its_way(key):
             weights, _ = hint_weights(template.format(**words))
             moved = {a: np.sign(weights[a] - BASE_WEIGHTS[a]) for a in BASE_WEIGHTS if weights[a] != BASE_WEIGHTS[a]}
             assert moved == {aspect: direction}, template
+
+
+def test_a_joined_hint_moves_both_of_its_aspects_their_ways():
+    words = {"noun": "movie", "plural": "films", "verb": "watched", "creator": "director", "creators": "directors"}
+    for first_key, firsts in HINT_TEMPLATES.items():
+        for second_key, seconds in HINT_TEMPLATES.items():
+            if first_key[0] == second_key[0]:
+                continue
+            for first in firsts:
+                for second in seconds:
+                    text = join_hints(first.format(**words), second.format(**words))
+                    weights, _ = hint_weights(text)
+                    moved = {a: np.sign(weights[a] - BASE_WEIGHTS[a]) for a in BASE_WEIGHTS if weights[a] != BASE_WEIGHTS[a]}
+                    assert moved == dict([first_key, second_key]), text
 
 
 def test_generic_hints_and_explanations_move_no_aspect():

@@ -17,7 +17,8 @@ are the points of the analysis; each point's direction says which way the weight
 means "rely less on it"). The hints then name those aspects in words the simulated ranker reads
 (:data:`~rec_gym.llm.simulated.ASPECT_KEYWORDS`), in wording drawn from several templates, and in one of
 several reply layouts (numbered, bulleted with bold labels, ``Hint N:`` lines, a reasoning block,
-several sentences per point). Some points are deliberately poor: a generic hint that names no aspect,
+several sentences per point). Now and then one hint joins the two main points. Some points are deliberately poor: a generic hint
+that names no aspect,
 a hint naming the true item's genre, and now and then one that leaks the true title, so that
 validation, leak rejection and de-duplication have work to do. Because the aspect estimate ignores the
 ranker's weights and noise, a hint can still fail to fix its session.
@@ -155,6 +156,8 @@ def _analysis(llm: "SimulatedLLM", context: dict[str, Any], rng: np.random.Gener
     n_points = int(rng.integers(2, 4))
     points: list[tuple[str, Any]] = [("aspect", (ASPECTS[a], 1 if diff[a] >= 0 else -1)) for a in order[:n_points]
                                      if abs(diff[a]) > 1e-9]
+    if len(points) >= 2 and rng.random() < 0.3:
+        points.append(("pair", (points[0][1], points[1][1])))  # one hint that joins the two main points
     genres = [g for g in candidates[context["target_pos"]].genres if _GENRE_WORD.match(g)]
     if genres and rng.random() < 0.35:
         points.insert(int(rng.integers(len(points) + 1)), ("genre_name", genres[int(rng.integers(len(genres)))]))
@@ -184,6 +187,9 @@ def _analyse_reply(points: list[tuple[str, Any]], title: str, rng: np.random.Gen
         if kind == "aspect":
             n += 1
             lines.append(f"{n}. {_LABELS[value[0]]}: " + _ANALYSIS[value].format(title=title))
+        elif kind == "pair":
+            n += 1
+            lines.append(f"{n}. {_label(kind, value)}: both of the above together explain most of the miss.")
         elif kind == "genre_name":
             n += 1
             lines.append(f"{n}. Genre: {title} is a {value} title, which I did not favour.")
@@ -193,9 +199,24 @@ def _analyse_reply(points: list[tuple[str, Any]], title: str, rng: np.random.Gen
     return "\n".join(lines)
 
 
+def join_hints(first: str, second: str) -> str:
+    """One sentence that asks for both: ``"Prefer older films, and favour underrated titles."``."""
+    return f"{first.rstrip('.')}, and {second[0].lower()}{second[1:]}"
+
+
+def _label(kind: str, value: Any) -> str:
+    if kind == "aspect":
+        return _LABELS[value[0]]
+    if kind == "pair":
+        return f"{_LABELS[value[0][0]]} and {_LABELS[value[1][0]].lower()}"
+    return "Genre" if kind == "genre_name" else "General"
+
+
 def _hint_text(kind: str, value: Any, target: Any, words: dict[str, str], rng: np.random.Generator) -> str:
     if kind == "aspect":
         return _choice(rng, HINT_TEMPLATES[value]).format(**words)
+    if kind == "pair":
+        return join_hints(*(_choice(rng, HINT_TEMPLATES[v]).format(**words) for v in value))
     if kind == "genre_name":
         return _choice(rng, NAMED_GENRE_TEMPLATES).format(genre=value, **words)
     if kind == "leak":
@@ -210,7 +231,7 @@ def _hint_reply(points: list[tuple[str, Any]], target: Any, words: dict[str, str
     if layout == 0:  # a plain numbered list
         body = "\n".join(f"{n}. {h}" for n, (_k, _v, h) in enumerate(hints, start=1))
     elif layout == 1:  # bullets with bold labels, blank lines between
-        labels = [_LABELS[v[0]] if k == "aspect" else ("Genre" if k == "genre_name" else "General") for k, v, _h in hints]
+        labels = [_label(k, v) for k, v, _h in hints]
         body = "\n\n".join(f"- **{label}:** {h}" for label, (_k, _v, h) in zip(labels, hints))
     elif layout == 2:  # "Hint N:" lines
         body = "\n".join(f"Hint {n}: {h}" for n, (_k, _v, h) in enumerate(hints, start=1))
