@@ -130,7 +130,7 @@ def write(llm: "SimulatedLLM", request: GenerateRequest) -> str:
                          "rec_gym.knowledge.reflection.reflection_turns")
     opening = [list(m) for m in request.messages[:2]]
     sample = request.sample if request.temperature > 0 else 0
-    points = _analysis(llm, context, np.random.default_rng(_stable_seed("reflect-points", llm.seed, opening, sample)))
+    points = _analysis(context, np.random.default_rng(_stable_seed("reflect-points", llm.seed, opening, sample)))
     rng = np.random.default_rng(_stable_seed("reflect-words", llm.seed, opening, sample, context["stage"]))
     words = dict(_DOMAIN_WORDS[context["domain"]])
     target = context["candidates"][context["target_pos"]]
@@ -143,9 +143,9 @@ def write(llm: "SimulatedLLM", request: GenerateRequest) -> str:
     raise ValueError(f"unknown reflection stage {context['stage']!r}; expected reflect, analyse or hint")
 
 
-def _analysis(llm: "SimulatedLLM", context: dict[str, Any], rng: np.random.Generator) -> list[tuple[str, Any]]:
-    """The points of the analysis: ``("aspect", (name, direction))`` and the poor kinds
-    (``("generic", None)``, ``("genre_name", genre)``, ``("leak", None)``), in reply order."""
+def _analysis(context: dict[str, Any], rng: np.random.Generator) -> list[tuple[str, Any]]:
+    """The points of the analysis, in reply order: ``("aspect", (name, direction))``, ``("pair", (aspect point,
+    aspect point))``, and the poor kinds ``("generic", None)``, ``("genre_name", genre)``, ``("leak", None)``."""
     history, candidates = context["history"], context["candidates"]
     feats = aspect_features(history, candidates)
     top = [p for p in context["ranking"][:10] if 0 <= p < len(candidates)] or list(range(len(candidates)))
