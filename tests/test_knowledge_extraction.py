@@ -22,6 +22,11 @@ def test_bullets_with_bold_labels_and_blank_lines_between():
                                     "Look for hidden gems rather than blockbusters.", "keep to the decade of the history."]
 
 
+def test_bold_numbers_with_or_without_a_bold_label():
+    reply = "**1. Genre focus:** Recommend more comedies.\n**2.** Prefer older, classic films.\n__3)__ Favour underrated titles."
+    assert extract_hints(reply) == ["Recommend more comedies.", "Prefer older, classic films.", "Favour underrated titles."]
+
+
 def test_points_of_several_sentences_and_wrapped_lines_stay_one_hint():
     reply = ("1) **Weight** the most recent movie most.\n   It predicts the next one well.\n"
              "2) Prefer older films. Classics suit this viewer.")

@@ -26,6 +26,7 @@ _ITEM = re.compile(r"^\s*(?:#{1,6}\s*)?(?:\(?\d{1,2}[.):]\s*|#\d{1,2}[.):]?\s+|[
                    r"(?:\*\*|__)?(?:hint|tip|step|point)\s*#?\d{0,2}\s*(?:\*\*|__)?\s*[:.\-\u2013\u2014]\s*(?:\*\*|__)?)",
                    re.IGNORECASE)
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
+_BOLD_NUMBER = re.compile(r"^(\s*)(\*\*|__)(\d{1,2}[.)])(\2)?\s*")
 # A bold label ends with a separator inside or right after the bold: "**Genre:** ...", "**Genre** - ...".
 _LABEL = re.compile(r"^\s*(?:\*\*|__)(?:[^*_\n]{1,60}?[:.\-\u2013\u2014]\s*(?:\*\*|__)|[^*_\n]{1,60}?(?:\*\*|__)\s*"
                     r"[:\-\u2013\u2014])\s*(?=\S)")
@@ -67,9 +68,18 @@ def _is_hint(text: str) -> bool:
             and any(ch.isalpha() for ch in text))
 
 
+def _unbold_number(line: str) -> str:
+    """``"**1.** Text"`` -> ``"1. Text"``; ``"**1. Label:** Text"`` -> ``"1. **Label:** Text"``."""
+    match = _BOLD_NUMBER.match(line)
+    if match is None:
+        return line
+    indent, bold, number, closed = match.groups()
+    return f"{indent}{number} {'' if closed else bold}{line[match.end():]}"
+
+
 def _points(text: str) -> list[str]:
     """The reply's points: list items (with their continuation lines), else paragraphs."""
-    lines = text.splitlines()
+    lines = [_unbold_number(line) for line in text.splitlines()]
     if any(_ITEM.match(line) for line in lines):
         points: list[list[str]] = []
         current: list[str] | None = None
