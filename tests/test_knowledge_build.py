@@ -257,3 +257,21 @@ def test_the_reflection_conversation_grows_turn_by_turn_over_an_openai_server(da
     assert longest[4]["content"].startswith("The movie I watched next is: ")
     assert longest[5]["content"].startswith("You said: The movie I watched next is")
     assert ResponseCache(tmp_path / "r.sqlite").n_texts() == len(chats)
+
+
+class RankOnly:
+    """A backend that ranks (everything in candidate order) and cannot write."""
+
+    name = "rank-only"
+
+    def rank(self, requests):
+        return [list(range(len(r.candidates))) for r in requests]
+
+
+def test_build_kb_reports_a_bad_option_or_a_backend_that_cannot_write_in_one_line(tmp_path, capsys):
+    from rec_gym.cli import main
+
+    assert main(["build-kb", "--max-hints", "0", "--out", str(tmp_path / "kb.json"), "--no-progress"]) == 2
+    assert "rec-gym build-kb: error: max_hints must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'rank-only' ranks but does not write text"):
+        build_knowledge_base(load_dataset("synthetic", n_train=10), RankOnly(), response_cache=tmp_path / "r.sqlite")

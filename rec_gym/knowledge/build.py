@@ -156,8 +156,8 @@ def build_knowledge_base(dataset: SessionDataset, backend: LLMBackend, *, max_hi
         raise ValueError(f"similarity={similarity}: a cosine threshold lies in [-1, 1]")
     cached = backend if isinstance(backend, CachedBackend) else CachedBackend(backend, response_cache)
     if not can_write(cached):
-        raise TypeError(f"backend {cached.name!r} ranks but does not write text; reflection needs simulated, "
-                        "hf:<model> or openai:<model>")
+        raise ValueError(f"backend {cached.name!r} ranks but does not write text; reflection needs simulated, "
+                         "hf:<model> or openai:<model>")
     llm = _Counter(cached)
     train = dataset.indices("train").astype(np.int64)
     if train.size == 0:
