@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from rec_gym.llm.protocol import GenerateRequest
-from rec_gym.llm.simulated import ASPECTS, BASE_WEIGHTS, _stable_seed, aspect_features, hint_weights
+from rec_gym.llm.simulated import ASPECTS, BASE_WEIGHTS, aspect_features, hint_weights
+from rec_gym.storage import stable_hash
 
 if TYPE_CHECKING:
     from rec_gym.llm.simulated import SimulatedLLM
@@ -130,8 +131,8 @@ def write(llm: "SimulatedLLM", request: GenerateRequest) -> str:
                          "rec_gym.knowledge.reflection.reflection_turns")
     opening = [list(m) for m in request.messages[:2]]
     sample = request.sample if request.temperature > 0 else 0
-    points = _analysis(context, np.random.default_rng(_stable_seed("reflect-points", llm.seed, opening, sample)))
-    rng = np.random.default_rng(_stable_seed("reflect-words", llm.seed, opening, sample, context["stage"]))
+    points = _analysis(context, np.random.default_rng(_seed("reflect-points", llm.seed, opening, sample)))
+    rng = np.random.default_rng(_seed("reflect-words", llm.seed, opening, sample, context["stage"]))
     words = dict(_DOMAIN_WORDS[context["domain"]])
     target = context["candidates"][context["target_pos"]]
     if context["stage"] == "reflect":
@@ -166,6 +167,11 @@ def _analysis(context: dict[str, Any], rng: np.random.Generator) -> list[tuple[s
     if rng.random() < 0.15:
         points.append(("leak", None))
     return points or [("generic", None)]
+
+
+def _seed(*parts: Any) -> int:
+    """A seed that is the same for the same parts in every process."""
+    return int(stable_hash("simulated-reflection", *parts), 16)
 
 
 def _choice(rng: np.random.Generator, options: Sequence[str]) -> str:
@@ -268,7 +274,7 @@ def _dedup(llm: "SimulatedLLM", request: GenerateRequest, context: dict[str, Any
         words_a, words_b = set(re.findall(r"[a-z']+", first.lower())), set(re.findall(r"[a-z']+", second.lower()))
         overlap = len(words_a & words_b) / max(len(words_a | words_b), 1)
         same = named_a == named_b and (bool(named_a) or overlap >= 0.5)
-    rng = np.random.default_rng(_stable_seed("dedup", llm.seed, first, second))
+    rng = np.random.default_rng(_seed("dedup", llm.seed, first, second))
     if same:
         return _choice(rng, ("Yes.", "Yes, both ask for the same thing.", "Yes - they convey the same idea."))
     return _choice(rng, ("No.", "No, they point at different things.", "No - the ideas differ."))
