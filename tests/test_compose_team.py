@@ -190,7 +190,7 @@ def test_precompute_fills_every_hint_set_or_a_sampled_budget_and_says_how_many_p
     assert "4 sessions x 26 prompt variants" in capsys.readouterr().out  # 1 + 20 single hints + 5 sampled pairs
     assert main(args + ["--max-hints", "2"]) == 0
     out = capsys.readouterr().out
-    assert "= 844 prompts" in out and "backend computed 740" in out  # 4 x (21 + 190), less the 4 x 26 known
+    assert "= 844 prompts" in out and "740 filled by this run" in out  # 4 x (21 + 190), less the 4 x 26 known
     env = gym.make("Re2LLMCompose-Synthetic-v0", n_train=4).unwrapped
     table = env.task.table
     assert table.ranks.shape[1] == 211 and not (table.ranks == UNKNOWN).any()

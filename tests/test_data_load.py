@@ -150,3 +150,30 @@ def test_a_steam_folder_given_as_a_path_is_recognised(shared_data):
     dataset = load_dataset(os.fspath(shared_data / "steam-sessions"), n_train=100)
     assert dataset.domain == "game" and (dataset.split == "train").sum() == 100
     assert (dataset.split == "val").sum() == 1194
+
+
+def test_the_default_synthetic_world_is_the_one_every_committed_result_used():
+    import hashlib
+    import json
+
+    from rec_gym.data.synthetic import PREFERENCES, generate_synthetic
+
+    catalog, sessions = generate_synthetic()
+    digest = hashlib.sha256(json.dumps([[s.session_id, list(s.history), s.target] for s in sessions]).encode()).hexdigest()
+    # The sessions of the default world before its generator was made linear in the number of sessions:
+    # drawing from pools computed once changed the cost, not one session.
+    assert digest == "318b054a09f6fd056714bcbd6985848d8fd8b36dd741c4b595a9f8ba4fb86b58"
+    assert len(catalog) == 900 and len(sessions) == 4000
+    assert {s.session_id.split("-")[0] for s in sessions} == set(PREFERENCES)
+
+
+def test_a_large_synthetic_world_keeps_the_default_structure():
+    from collections import Counter
+
+    from rec_gym.data.synthetic import PREFERENCES, generate_synthetic
+
+    catalog, sessions = generate_synthetic(n_sessions=28_000, n_items=3_600, seed=1)
+    counts = Counter(s.session_id.split("-")[0] for s in sessions)
+    assert len(catalog) == 3_600 and len(sessions) == 28_000
+    assert min(counts[p] for p in PREFERENCES) > 3_800  # every preference, in about equal shares
+    assert all(3 <= len(s.history) <= 15 and s.target not in s.history for s in sessions)

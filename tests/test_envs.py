@@ -25,6 +25,10 @@ class CountingLLM(SimulatedLLM):
         self.calls += len(requests)
         return super().rank(requests)
 
+    def target_ranks(self, dataset, rows, hints, chunk=2048):
+        self.calls += len(rows) * len(hints)
+        return super().target_ranks(dataset, rows, hints, chunk)
+
 
 @pytest.fixture
 def shared_cache(tmp_path_factory, monkeypatch):

@@ -34,7 +34,10 @@ def precompute(*extra: str) -> int:
 
 def test_precompute_fills_the_table_the_env_then_reads(capsys):
     assert precompute() == 0
-    assert f"{PAIRS}/{PAIRS} pairs known" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{PAIRS}/{PAIRS} pairs known" in out and f"{PAIRS} filled by this run" in out
+    # The simulated ranker is cheap and deterministic: the table is its record, no response cache is written.
+    assert "no response cache" in out and not list(Path(os.environ["REC_GYM_CACHE"]).rglob("*.sqlite"))
     env = gym.make("Re2LLM-Synthetic-v0", n_train=N_TRAIN)
     task = env.unwrapped.task
     assert task.table.complete and task.table.path.exists()
@@ -46,7 +49,7 @@ def test_precompute_fills_the_table_the_env_then_reads(capsys):
         assert task.table.ranks[i, a] == expected
     # A second run has nothing left to do.
     assert precompute() == 0
-    assert "backend computed 0" in capsys.readouterr().out
+    assert "; 0 filled by this run" in capsys.readouterr().out
 
 
 def _run_cli(tmp_path: Path, name: str, delay: float) -> subprocess.Popen:
@@ -138,7 +141,7 @@ def test_an_env_refuses_a_table_made_with_other_settings(tmp_path):
     assert precompute("--table", str(table)) == 0
     with pytest.raises(ProvenanceMismatch, match="backend") as err:
         gym.make("Re2LLM-Synthetic-v0", n_train=N_TRAIN, llm=SimulatedLLM(seed=1), feedback_table=table)
-    assert "simulated-v1" in str(err.value) and "rec-gym precompute" in str(err.value)
+    assert "simulated-v2" in str(err.value) and "rec-gym precompute" in str(err.value)
     with pytest.raises(ProvenanceMismatch, match="kb_hash"):
         gym.make("Re2LLM-Synthetic-v0", n_train=N_TRAIN, kb=["Prefer old films.", "Prefer new films."],
                  feedback_table=table)

@@ -91,3 +91,77 @@ def test_knowledge_base_hash_changes_with_any_hint_text():
     a = load_knowledge_base(["Prefer comedies.", "Prefer dramas."])
     b = load_knowledge_base(["Prefer comedies.", "Prefer drama."])
     assert a.hash != b.hash and a.hint_for_action(0) is None and a.hint_for_action(2) == "Prefer dramas."
+
+
+# ------------------------------------------------------------------------------ the vectorised scorer
+def real_dataset(name):
+    from pathlib import Path
+
+    from rec_gym.data import load_dataset
+
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "data" / {"steam": "steam-sessions"}.get(name, name)
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not there")
+    return load_dataset(name, folder)
+
+
+@pytest.mark.parametrize("name", ["ml-latest-small", "steam", "synthetic"])
+def test_batch_features_equal_the_item_by_item_definition(name):
+    from simulated_reference import reference_features
+
+    from rec_gym.data import load_dataset
+    from rec_gym.llm.simulated import ItemArrays, batch_features
+
+    dataset = load_dataset("synthetic") if name == "synthetic" else real_dataset(name)
+    rows = np.random.default_rng(0).choice(len(dataset), size=60, replace=False)
+    got = batch_features(ItemArrays(dataset.catalog.items), dataset.history[rows], dataset.candidates[rows])
+    for k, row in enumerate(rows):
+        history, candidates = dataset.session_items(int(row))
+        np.testing.assert_allclose(got[k, :len(candidates)], reference_features(history, candidates), atol=1e-12)
+
+
+def test_target_ranks_match_rank_and_do_not_depend_on_batch_size_or_order():
+    from rec_gym.data import load_dataset
+
+    dataset = load_dataset("synthetic")
+    kb = load_knowledge_base("default", "movie")
+    hints = [None, *kb.hints]
+    llm = SimulatedLLM()
+    rows = dataset.indices("val")[:40]
+    ranks = llm.target_ranks(dataset, rows, hints)
+    for k, row in enumerate(rows[:5]):
+        history, candidates = dataset.session_items(int(row))
+        base = RankRequest(tuple(history), tuple(candidates))
+        expected = [target_rank(r, int(dataset.target_pos[row])) for r in llm.rank([base.with_hint(h) for h in hints])]
+        assert ranks[k].tolist() == expected
+    shuffled = np.random.default_rng(1).permutation(rows.size)
+    np.testing.assert_array_equal(llm.target_ranks(dataset, rows[shuffled], hints[::-1], chunk=3), ranks[shuffled][:, ::-1])
+    alone = SimulatedLLM().rank([base.with_hint(hints[7])])[0]
+    assert alone == llm.rank([base.with_hint(h) for h in hints])[7]
+
+
+def test_noise_is_keyed_by_seed_session_and_hint_text():
+    a, b = SimulatedLLM(seed=0), SimulatedLLM(seed=1)
+    assert not np.array_equal(a.scores(request()), b.scores(request()))
+    assert np.array_equal(a.scores(request()), SimulatedLLM(seed=0).scores(request()))
+    assert not np.array_equal(a.scores(request("Think about the weather today.")),
+                              a.scores(request("Think about the weather tonight.")))
+    assert a.name.startswith("simulated-v2(") and a.cheap_and_deterministic
+
+
+def test_a_session_with_no_history_is_ranked_by_popularity_and_noise():
+    llm = SimulatedLLM(session_noise=0.0, hint_noise=0.0)
+    candidates = tuple(movie(k, popularity=k / 10) for k in range(5))
+    assert llm.rank([RankRequest((), candidates)])[0] == [4, 3, 2, 1, 0]
+
+
+def test_noise_draws_are_standard_normal_and_independent_across_streams_and_positions():
+    from rec_gym.llm.simulated import _mix, _normals
+
+    keys = _mix(np.arange(1, 20001, dtype=np.uint64))
+    draws = _normals(keys, 50)  # (20000, 50)
+    assert abs(draws.mean()) < 0.01 and abs(draws.std() - 1.0) < 0.01
+    assert abs(np.mean(draws > 1.96) - 0.025) < 0.002  # the tails are a normal's
+    other = _normals(keys ^ np.uint64(12345), 50)
+    assert abs(np.corrcoef(draws.ravel(), other.ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 0.03

@@ -211,13 +211,16 @@ def test_make_vec_env_with_subprocesses_steps_the_real_data_ids(env_id, dataset,
     venv = make_vec_env(f"rec_gym:{env_id}", n_envs=2, seed=0, env_kwargs=kwargs, vec_env_cls=SubprocVecEnv)
     try:
         assert venv.reset().shape == (2, *local.observation_space.shape)
-        actions = np.array([3, 7])
-        _, rewards, dones, infos = venv.step(actions)
-        assert dones.all() and np.any(rewards != 0)
-        for action, reward, info in zip(actions, rewards, infos):
-            # The same session and hint stepped in this process give the same reward.
-            local.reset(options={"session_index": info["session_index"]})
-            assert local.step(int(action))[1] == pytest.approx(reward, abs=1e-6)
+        seen = []
+        for actions in ([3, 7], [1, 12], [5, 9], [2, 16]):
+            _, rewards, dones, infos = venv.step(np.array(actions))
+            assert dones.all()
+            seen.extend(rewards)
+            for action, reward, info in zip(actions, rewards, infos):
+                # The same session and hint stepped in this process give the same reward.
+                local.reset(options={"session_index": info["session_index"]})
+                assert local.step(int(action))[1] == pytest.approx(reward, abs=1e-6)
+        assert np.any(np.array(seen) != 0)  # hints do move the ranking
     finally:
         venv.close()
         local.close()

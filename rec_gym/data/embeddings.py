@@ -10,23 +10,28 @@ title plus the metadata the dataset has (:meth:`rec_gym.data.types.Item.text`). 
   dependency, deterministic everywhere; the default of the synthetic environment, whose item texts
   are generated and gain nothing from a learned encoder.
 
-Embeddings are computed once per (encoder, catalog) and cached under ``$REC_GYM_CACHE/embeddings``.
-The first computation with a model says on stderr what it encodes, with which model and where the
-result is cached, and shows one progress bar; a cached catalog loads silently.
+Model embeddings are computed once per item text and kept per encoder in
+``$REC_GYM_CACHE/embeddings/<encoder>.sqlite``; only the items an observation needs (those that occur
+in some history) are encoded. Encoding says on stderr what it encodes, with which model and where
+the result is kept, and shows one progress bar; cached items load silently, without loading the model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
 from rec_gym.data.types import Catalog
-from rec_gym.storage import atomic_path, cache_dir, stable_hash
+from rec_gym.storage import cache_dir, stable_hash
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 ENCODERS = ("minilm", "hashing", "st:<sentence-transformers model or path>")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
@@ -147,38 +152,131 @@ def _encode_with_progress(model: TextEncoder, texts: list[str], job: str, chunk:
     return np.concatenate(parts) if parts else np.zeros((0, model.dim), dtype=np.float32)
 
 
-def item_embeddings(catalog: Catalog, encoder: "str | TextEncoder", use_cache: bool = True,
-                    dataset: str | None = None) -> np.ndarray:
-    """float32 ``(len(catalog), dim)``: the embedding of every item's text, cached on disk.
+class EmbeddingStore:
+    """Item embeddings of one encoder, one row per item text, in an SQLite file (WAL; many readers and writers).
 
-    ``dataset`` names the catalog in the one line printed when a model encodes it for the first time.
+    Keyed by the SHA-256 of the text, so any catalog that holds the same item text reuses its vector: a
+    larger dataset starts from a smaller one's work. ``lock()`` serialises encoding across processes.
     """
-    texts = catalog.texts()
-    path = cache_dir("embeddings") / f"{encoder_name(encoder)}-{stable_hash(texts)}.npy"
-    if use_cache and path.exists():
-        return np.load(path, allow_pickle=False)
-    model = make_encoder(encoder)
-    if isinstance(model, HashingEncoder):  # instant: nothing to announce
-        vectors = model.encode(texts).astype(np.float32)
-    else:
-        of = f"dataset {dataset}" if dataset else f"a {catalog.domain} catalog"
-        cached = f"cached in {path}" if use_cache else "not cached (use_cache=False)"
-        print(f"rec_gym: encoding {len(texts)} item texts (title and metadata) of {of} with {_model_title(encoder)}, once; "
-              f"{cached}", file=sys.stderr, flush=True)
-        vectors = _encode_with_progress(model, texts, f"embedding {dataset or catalog.domain} items")
-    if use_cache:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, vectors, allow_pickle=False)
-    return vectors
+
+    def __init__(self, encoder: str, folder: Path | None = None) -> None:
+        self.path = (folder or cache_dir("embeddings")) / f"{encoder}.sqlite"
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise ValueError(f"{self.path} is damaged ({exc}); it only saves encoder work, so delete it "
+                                 "(with its -wal and -shm files) and run again") from None
+            self._conn = conn
+        return self._conn
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            rows = self.conn.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((k, np.frombuffer(blob, dtype="<f4")) for k, blob in rows)
+        return found
+
+    def put(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)",
+                                  [(k, np.asarray(v, dtype="<f4").tobytes()) for k, v in items])
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def lock(self) -> "FileLock":
+        from filelock import FileLock
+
+        return FileLock(str(self.path) + ".lock")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
-def session_observations(history: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-    """float32 ``(n_sessions, dim)``: mean embedding of each row's history items (``-1`` = padding)."""
+def item_embeddings(catalog: Catalog, encoder: "str | TextEncoder", use_cache: bool = True,
+                    dataset: str | None = None, items: "Sequence[int] | np.ndarray | None" = None) -> np.ndarray:
+    """float32 ``(len(catalog), dim)``: the embedding of each item's text.
+
+    Only the rows of ``items`` (catalog indices; default all) are computed, the others are zero. With a
+    model encoder each text is encoded once per machine: vectors are kept per item text in an
+    :class:`EmbeddingStore`, the model is loaded only when some text is missing, and a lock makes a second
+    process wait for the first instead of encoding the same catalog again. ``dataset`` names the catalog
+    in the one line printed when a model encodes texts.
+    """
+    index = np.arange(len(catalog)) if items is None else np.unique(np.asarray(items, dtype=np.int64))
+    texts = [catalog.items[int(i)].text() for i in index]
+    if not isinstance(encoder, str) or not encoder.startswith("hashing"):
+        vectors = _stored_embeddings(texts, encoder, use_cache, dataset or catalog.domain, bool(dataset))
+    else:  # instant: nothing to store or announce
+        vectors = make_encoder(encoder).encode(texts).astype(np.float32)
+    out = np.zeros((len(catalog), vectors.shape[1] if len(texts) else make_encoder(encoder).dim), dtype=np.float32)
+    out[index] = vectors
+    return out
+
+
+def _stored_embeddings(texts: list[str], encoder: "str | TextEncoder", use_cache: bool, label: str,
+                       named: bool) -> np.ndarray:
+    def encode(todo: list[str], where: str) -> np.ndarray:
+        model = make_encoder(encoder)
+        of = f"dataset {label}" if named else f"a {label} catalog"
+        print(f"rec_gym: encoding {len(todo)} item texts (title and metadata) of {of} with {_model_title(encoder)}, "
+              f"once; {where}", file=sys.stderr, flush=True)
+        return _encode_with_progress(model, todo, f"embedding {label} items")
+
+    if not use_cache:
+        return encode(texts, "not cached (use_cache=False)")
+    store = EmbeddingStore(encoder_name(encoder))
+    try:
+        keys = [store.key(t) for t in texts]
+        found = store.get(keys)
+        if len(found) < len(set(keys)):
+            with store.lock():
+                found.update(store.get([k for k in keys if k not in found]))  # another process may have finished them
+                todo = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
+                if todo:
+                    vectors = encode(todo, f"cached per item in {store.path}")
+                    new = [(store.key(t), v) for t, v in zip(todo, vectors)]
+                    store.put(new)
+                    found.update(new)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+    finally:
+        store.close()
+
+
+def session_observations(history: np.ndarray, embeddings: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """float32 ``(n_sessions, dim)``: mean embedding of each row's history items (``-1`` = padding).
+
+    Computed in float32, ``chunk`` rows at a time, so the work memory is a few chunk-sized blocks.
+    """
+    out = np.empty((history.shape[0], embeddings.shape[1]), dtype=np.float32)
+    for start in range(0, history.shape[0], chunk):
+        out[start:start + chunk] = mean_history_embedding(history[start:start + chunk], embeddings)
+    return out
+
+
+def mean_history_embedding(history: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    """float32 ``(len(history), dim)``: the mean of the embeddings of each row's items (``-1`` = padding)."""
     mask = history >= 0
-    summed = np.zeros((history.shape[0], embeddings.shape[1]), dtype=np.float64)
+    summed = np.zeros((history.shape[0], embeddings.shape[1]), dtype=np.float32)
     for col in range(history.shape[1]):
-        rows = mask[:, col]
+        rows = np.flatnonzero(mask[:, col])
         summed[rows] += embeddings[history[rows, col]]
-    counts = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-    return (summed / counts).astype(np.float32)
+    return summed / np.maximum(mask.sum(axis=1, keepdims=True), 1).astype(np.float32)

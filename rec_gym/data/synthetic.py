@@ -107,48 +107,67 @@ def _build_catalog(rng: np.random.Generator, n_items: int, n_creators: int, n_fr
     return Catalog(items, domain="movie"), arrays
 
 
-def _pick(rng: np.random.Generator, pool: np.ndarray, k: int, exclude: set[int]) -> list[int]:
-    pool = np.array([p for p in pool if int(p) not in exclude])
+def _pick(rng: np.random.Generator, pool: np.ndarray, k: int, exclude: "set[int] | list[int]") -> list[int]:
+    if exclude:
+        pool = pool[~np.isin(pool, np.fromiter(exclude, dtype=np.int64))]
     if pool.size == 0:
         return []
     return [int(x) for x in rng.choice(pool, size=min(k, pool.size), replace=False)]
 
 
-def _session(rng: np.random.Generator, preference: str, a: dict[str, np.ndarray], n_items: int
+class _Pools:
+    """The item pools sessions draw from, computed once per catalog so a session costs the same at any size."""
+
+    def __init__(self, a: dict[str, np.ndarray], n_items: int) -> None:
+        self.everything = np.arange(n_items)
+        self.genre = [np.flatnonzero(a["genre_sets"][:, g]) for g in range(len(GENRES))]
+        decade = a["year"] // 10 * 10
+        self.decades = np.unique(decade)
+        self.decade = {int(d): np.flatnonzero(decade == d) for d in self.decades}
+        creator_counts = np.bincount(a["creator"])
+        self.prolific = np.flatnonzero(creator_counts >= 8)
+        order = np.argsort(a["creator"], kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(creator_counts)])
+        self.creator = [order[bounds[c]:bounds[c + 1]] for c in range(creator_counts.size)]
+        self.niche, self.very_niche = np.flatnonzero(a["rank"] >= n_items * 0.5), np.flatnonzero(a["rank"] >= n_items * 0.85)
+        self.popular, self.very_popular = np.flatnonzero(a["rank"] < n_items * 0.3), np.flatnonzero(a["rank"] < n_items * 0.1)
+        n_franchises = int(a["franchise"].max()) + 1
+        self.franchise = [np.flatnonzero(a["franchise"] == f) for f in range(n_franchises)]
+
+
+def _session(rng: np.random.Generator, preference: str, a: dict[str, np.ndarray], pools: _Pools
              ) -> tuple[list[int], int] | None:
     length = int(rng.integers(5, 16))
-    everything = np.arange(n_items)
+    everything = pools.everything
     n_main = int(round(length * 0.75))
     if preference == "genre":
         g = int(rng.integers(len(GENRES)))
-        pool = np.flatnonzero(a["genre_sets"][:, g])
+        pool = pools.genre[g]
         target_pool = pool
     elif preference == "era":
-        decade = int(rng.choice(np.unique(a["year"] // 10 * 10)))
-        pool = np.flatnonzero(a["year"] // 10 * 10 == decade)
+        decade = int(rng.choice(pools.decades))
+        pool = pools.decade[decade]
         target_pool = pool
     elif preference == "creator":
-        counts = np.bincount(a["creator"])
-        c = int(rng.choice(np.flatnonzero(counts >= 8)))
-        pool = np.flatnonzero(a["creator"] == c)
+        c = int(rng.choice(pools.prolific))
+        pool = pools.creator[c]
         n_main = min(n_main, pool.size - 2)
         target_pool = pool
     elif preference == "niche":
-        pool = np.flatnonzero(a["rank"] >= n_items * 0.5)
-        target_pool = np.flatnonzero(a["rank"] >= n_items * 0.85)
+        pool, target_pool = pools.niche, pools.very_niche
     elif preference == "popular":
-        pool = np.flatnonzero(a["rank"] < n_items * 0.3)
-        target_pool = np.flatnonzero(a["rank"] < n_items * 0.1)
+        pool, target_pool = pools.popular, pools.very_popular
     elif preference == "franchise":
-        f = int(rng.integers(a["franchise"].max() + 1))
-        parts = np.flatnonzero(a["franchise"] == f)
+        f = int(rng.integers(len(pools.franchise)))
+        parts = pools.franchise[f]
+        part_set = set(parts.tolist())
         k = int(rng.integers(2, parts.size))
-        history = _pick(rng, everything, length - k, set(parts.tolist()))
+        history = _pick(rng, everything, length - k, part_set)
         history = history + [int(p) for p in parts[:k]]
         # The franchise parts sit among the rest of the history, in release order.
         rng.shuffle(history)
-        seen = [h for h in history if h in set(parts.tolist())]
-        history = [h for h in history if h not in set(parts.tolist())]
+        seen = [h for h in history if h in part_set]
+        history = [h for h in history if h not in part_set]
         positions = sorted(rng.choice(len(history) + 1, size=len(seen), replace=True).tolist())
         for offset, (pos, part) in enumerate(zip(positions, sorted(seen))):
             history.insert(pos + offset, part)
@@ -156,7 +175,7 @@ def _session(rng: np.random.Generator, preference: str, a: dict[str, np.ndarray]
     else:  # last_item: a mixed history; the next item is like the most recent one
         history = _pick(rng, everything, length, set())
         last = history[-1]
-        same_creator = np.flatnonzero(a["creator"] == a["creator"][last])
+        same_creator = pools.creator[int(a["creator"][last])]
         close = same_creator[np.abs(a["year"][same_creator] - a["year"][last]) <= 8]
         target = _pick(rng, close, 1, set(history))
         return (history, target[0]) if target else None
@@ -171,15 +190,17 @@ def generate_synthetic(seed: int = 0, n_sessions: int = 4000, n_items: int = 900
     """A catalog of ``n_items`` movies and ``n_sessions`` sessions (``session_id`` = ``"<preference>-<k>"``).
 
     The preference of each session is kept in its id, so analyses can group by it; splits and
-    candidates are left to :func:`rec_gym.data.sessions.assemble`.
+    candidates are left to :func:`rec_gym.data.sessions.assemble`. The cost is linear in
+    ``n_sessions``: the item pools are computed once, and a session draws from them.
     """
     rng = np.random.default_rng(seed)
     catalog, arrays = _build_catalog(rng, n_items, n_creators, n_franchises)
+    pools = _Pools(arrays, n_items)
     sessions: list[RawSession] = []
     k = 0
     while len(sessions) < n_sessions:
         preference = PREFERENCES[k % len(PREFERENCES)]
-        drawn = _session(rng, preference, arrays, n_items)
+        drawn = _session(rng, preference, arrays, pools)
         k += 1
         if drawn is None or len(drawn[0]) < 3:
             continue

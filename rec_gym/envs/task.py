@@ -14,18 +14,18 @@ import numpy as np
 from gymnasium import spaces
 
 from rec_gym.data import load_dataset
-from rec_gym.data.embeddings import check_encoder, item_embeddings, session_observations
-from rec_gym.data.profile import session_profiles
+from rec_gym.data.embeddings import check_encoder
+from rec_gym.data.observations import OBSERVATIONS, observation_matrix
+from rec_gym.data.profile import PROFILE_FEATURES
 from rec_gym.data.types import SessionDataset
 from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, kb_columns, make_provenance
 from rec_gym.knowledge.base import KnowledgeBase, load_knowledge_base
-from rec_gym.llm import make_llm
+from rec_gym.llm.lazy import lazy_llm
 from rec_gym.llm.protocol import LLMBackend
 from rec_gym.llm.prompts import render_prompt
 
 REWARDS = ("ndcg_gain", "ndcg", "hit")
 SPLITS = ("train", "val", "test")
-OBSERVATIONS = ("embedding", "profile", "embedding+profile")
 TOP_K = 10
 
 
@@ -35,8 +35,9 @@ class Re2LLMTask:
     Attributes:
         dataset: all sessions of the dataset (every split).
         rows: int64 ``(n,)``: dataset rows of this split, in table order.
-        observations: float32 ``(n, d)``: each session's observation (``observation=``): the mean
-            history-item embedding, the session profile (:mod:`rec_gym.data.profile`), or both.
+        observations: float32 ``(n, d)``, read-only: each session's observation (``observation=``): the
+            mean history-item embedding, the session profile (:mod:`rec_gym.data.profile`), or both;
+            memory-mapped from the cache (:func:`~rec_gym.data.observations.observation_matrix`).
         observation_space: the ``Box`` of one observation: ``[-1, 1]`` per embedding component,
             ``[0, 1]`` per profile feature.
         table: the :class:`~rec_gym.feedback.table.FeedbackTable` of this split.
@@ -60,22 +61,19 @@ class Re2LLMTask:
         self.dataset = dataset if isinstance(dataset, SessionDataset) else load_dataset(
             dataset, data_dir, n_candidates=n_candidates, seed=seed, n_train=n_train)
         self.kb = load_knowledge_base(kb, self.dataset.domain)
-        self.backend = make_llm(llm, **(llm_kwargs or {}))
+        # Shared within the process, and a model loads only on the first table miss (rec_gym.llm.lazy).
+        self.backend = lazy_llm(llm, **(llm_kwargs or {}))
         self.reward_mode = reward
         self.split = split
         self.rows = self.dataset.indices(split).astype(np.int64)
         self.observation = observation
-        parts, lows = [], []
-        if observation in ("embedding", "embedding+profile"):
-            # Item embeddings are unit vectors, so every component of their mean lies in [-1, 1].
-            embeddings = item_embeddings(self.dataset.catalog, encoder, dataset=self.dataset.name)
-            parts.append(session_observations(self.dataset.history[self.rows], embeddings))
-            lows.append(np.full(embeddings.shape[1], -1.0, dtype=np.float32))
-        if observation in ("profile", "embedding+profile"):
-            parts.append(session_profiles(self.dataset)[self.rows])
-            lows.append(np.zeros(parts[-1].shape[1], dtype=np.float32))
-        self.observations = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
-        self.observation_space = spaces.Box(np.concatenate(lows), 1.0, dtype=np.float32)
+        # Built once per machine and memory-mapped: every copy of this env, in any process, shares it.
+        self.observations = observation_matrix(self.dataset, self.rows, observation, encoder)
+        n_profile = len(PROFILE_FEATURES) if "profile" in observation else 0
+        # Item embeddings are unit vectors, so every component of their mean lies in [-1, 1]; profiles lie in [0, 1].
+        lows = np.concatenate([np.full(self.observations.shape[1] - n_profile, -1.0, dtype=np.float32),
+                               np.zeros(n_profile, dtype=np.float32)])
+        self.observation_space = spaces.Box(lows, 1.0, dtype=np.float32)
         provenance = make_provenance(self.dataset, split, self.kb, self.backend.name)
         max_rank = self.dataset.candidates.shape[1]  # the largest candidate set; smaller ones are padded
         if persist or feedback_table is not None:

@@ -10,7 +10,8 @@ memory lookup. Examples::
     rec-gym precompute --env Re2LLM-ML1M-v0 --env-kwargs llm=openai:gpt-4o-mini --merge       # after copying the shards
 
 Resumable: every LLM answer goes to a response cache (SQLite, committed batch by batch) before it
-goes to the table, and the table itself is saved every ``--save-every`` pairs; a run that is killed,
+goes to the table (except for a backend that declares itself ``cheap_and_deterministic``, such as
+the simulated ranker, whose answers cost less to recompute than to store), and the table itself is saved every ``--save-every`` pairs; a run that is killed,
 even with SIGKILL, and started again computes only what was not finished. Only answers are stored: a
 request the backend never got an answer for (a server that stayed unreachable) stops the run with
 exit status 1, keeping everything finished and storing nothing for it; a request the server refuses
@@ -37,6 +38,7 @@ import importlib
 import inspect
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", action="store_true", help="join the shard files into the full table")
     parser.add_argument("--table", metavar="PATH", help="the table file (default: where the env looks for it)")
     parser.add_argument("--response-cache", metavar="PATH",
-                        help="SQLite file of LLM answers (default: $REC_GYM_CACHE/responses/responses.sqlite)")
+                        help="SQLite file of LLM answers (default: $REC_GYM_CACHE/responses/responses.sqlite; "
+                        "none for a cheap, deterministic backend unless this is given)")
     parser.add_argument("--no-response-cache", action="store_true", help="keep no per-request cache (not resumable "
                         "within a checkpoint interval)")
     parser.add_argument("--max-hints", type=int, default=None, metavar="M",
@@ -136,15 +139,19 @@ def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Pat
     # The table must land where the env will look for it, so the env's own argument resolution
     # (dataset, split, KB, backend name -> provenance) is used rather than a copy of it.
     from rec_gym.envs.task import Re2LLMTask
-    from rec_gym.llm import make_llm
+    from rec_gym.llm.lazy import lazy_llm
 
     kwargs = _task_arguments(args)
     llm_kwargs = kwargs.pop("llm_kwargs", None) or {}
-    backend = _load_factory(args.backend_factory) if args.backend_factory else make_llm(kwargs.pop("llm", "simulated"),
+    backend = _load_factory(args.backend_factory) if args.backend_factory else lazy_llm(kwargs.pop("llm", "simulated"),
                                                                                          **llm_kwargs)
     kwargs.pop("llm", None)
     cached = None
-    if not args.no_response_cache:
+    cheap = bool(getattr(backend, "cheap_and_deterministic", False))
+    if cheap and not args.response_cache and not args.no_response_cache:
+        print(f"no response cache: {backend.name} is deterministic and cheap, so the table is the record "
+              "(--response-cache PATH keeps one anyway)", flush=True)
+    elif not args.no_response_cache:
         backend = cached = CachedBackend(backend, args.response_cache)
     env_max_hints = kwargs.pop("max_hints", _entry_point_default(args.env, "max_hints", 1))
     args.max_hints = int(args.max_hints if args.max_hints is not None else env_max_hints)
@@ -187,14 +194,15 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
           f"{len(task.kb)} hints) = {total} prompts", flush=True)
     known = int(np.count_nonzero((table.ranks[rows] != UNKNOWN) & wanted))
     print(f"{table.path}: {known}/{total} (session, prompt) pairs known before this run", flush=True)
-    status = 0
+    status = filled = 0
+    started = time.perf_counter()
     try:
         # Sessions that want the same columns are filled together (every session, when nothing is sampled).
         groups: dict[bytes, list[int]] = {}
         for k in range(rows.size):
             groups.setdefault(np.packbits(wanted[k]).tobytes(), []).append(k)
         for members in groups.values():
-            table.fill(task.dataset, task.backend, table_rows=rows[members], columns=np.flatnonzero(wanted[members[0]]),
+            filled += table.fill(task.dataset, task.backend, table_rows=rows[members], columns=np.flatnonzero(wanted[members[0]]),
                        progress=not args.no_progress and len(groups) == 1, sessions_per_batch=args.sessions_per_batch,
                        autosave_every=args.save_every)
     except BackendUnavailable as exc:
@@ -207,11 +215,13 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
     except KeyboardInterrupt:
         print("interrupted; what is finished is kept. Run the same command again to continue.", file=sys.stderr)
         status = 130
+    seconds = time.perf_counter() - started
     table.save()
     known = int(np.count_nonzero((table.ranks[rows] != UNKNOWN) & wanted))
     no_ranking = int(np.count_nonzero((table.ranks[rows] == NO_RANKING) & wanted))
     calls = f"; backend computed {cached.misses}, response cache answered {cached.hits}" if cached else ""
-    print(f"{table.path}: {known}/{total} pairs known ({no_ranking} with no usable ranking){calls}", flush=True)
+    print(f"{table.path}: {known}/{total} pairs known ({no_ranking} with no usable ranking); {filled} filled by this run"
+          f" in {seconds:.2f} s{f' ({seconds / filled * 1e6:.1f} us per pair)' if filled else ''}{calls}", flush=True)
     if not status and known < total:
         status = 1
     for label in ("failures", "retries"):

@@ -132,6 +132,16 @@ def _warn(message: str) -> None:
     print(f"rec_gym: {message}", file=sys.stderr, flush=True)
 
 
+def _ranks_in_batches(backend: Any) -> bool:
+    """Whether ``backend`` has a ``target_ranks`` that answers for its ``rank``: defined by the same class as
+    ``rank`` or a subclass of it (a subclass that overrides only ``rank`` must be asked through ``rank``)."""
+    def owner(attr: str) -> type | None:
+        return next((c for c in type(backend).__mro__ if attr in c.__dict__), None)
+
+    batch, single = owner("target_ranks"), owner("rank")
+    return batch is not None and single is not None and issubclass(batch, single)
+
+
 class FeedbackTable:
     """Ranks of the target for every (session of a split, prompt variant) pair.
 
@@ -372,6 +382,13 @@ class FeedbackTable:
         filled = 0
         bar = tqdm(total=sum(a.size for _, a in todo), desc="feedback (session, hint) pairs", unit="pair",
                    disable=not progress, dynamic_ncols=True)
+        if todo and _ranks_in_batches(backend):
+            # A backend that scores whole batches from the dataset's arrays (the simulated ranker) is
+            # asked for the union of missing columns, a few thousand sessions at a time.
+            try:
+                return self._fill_batched(dataset, backend, todo, bar, autosave_every)
+            finally:
+                bar.close()
         try:
             for start in range(0, len(todo), sessions_per_batch):
                 batch = todo[start:start + sessions_per_batch]
@@ -408,6 +425,31 @@ class FeedbackTable:
                     self.save()
         finally:
             bar.close()
+        return filled
+
+    def _fill_batched(self, dataset: SessionDataset, backend: Any, todo: list[tuple[int, np.ndarray]], bar: Any,
+                      autosave_every: int, chunk: int = 4096) -> int:
+        filled = 0
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            table_rows = np.array([i for i, _ in part], dtype=np.int64)
+            columns = np.unique(np.concatenate([a for _, a in part]))
+            hints = [combine_hints(self.columns[int(a)]) for a in columns]
+            ranks = np.asarray(backend.target_ranks(dataset, self.rows[table_rows], hints))
+            if ranks.shape != (table_rows.size, columns.size):
+                raise RuntimeError(f"backend {backend.name!r} returned target ranks of shape {ranks.shape} for "
+                                   f"{table_rows.size} sessions x {columns.size} hints")
+            with self._mutex:
+                block = self.ranks[np.ix_(table_rows, columns)]
+                missing = block == UNKNOWN
+                block[missing] = ranks[missing]
+                self.ranks[np.ix_(table_rows, columns)] = block
+            answered = int(missing.sum())
+            filled += answered
+            self._unsaved += answered
+            bar.update(answered)
+            if autosave_every and self._unsaved >= autosave_every and self.path is not None:
+                self.save()
         return filled
 
     def request(self, dataset: SessionDataset, i: int) -> RankRequest:

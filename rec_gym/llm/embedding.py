@@ -73,7 +73,7 @@ class EmbeddingBackend:
                  local_files_only: bool | None = None, max_cached_items: int = 200_000) -> None:
         from sentence_transformers import SentenceTransformer
 
-        target, ident = resolve_model(model)
+        target, _ = resolve_model(model)
         kwargs = {"device": device, "trust_remote_code": False}
         if local_files_only is not None:
             kwargs["local_files_only"] = local_files_only
@@ -85,10 +85,15 @@ class EmbeddingBackend:
                           "local sentence-transformers folder") from exc
         dimension = getattr(self.encoder, "get_embedding_dimension", None) or self.encoder.get_sentence_embedding_dimension
         self.dim = int(dimension())
-        self.name = f"embedding:{ident}(query={QUERY_VERSION})"
+        self.name = self.name_for(model)
         self.batch_size = int(batch_size)
         self.max_cached_items = int(max_cached_items)
         self._items: dict[tuple[str, str], np.ndarray] = {}
+
+    @staticmethod
+    def name_for(model: str, **_: object) -> str:
+        """The ``name`` the backend of ``model`` has, known without loading the model."""
+        return f"embedding:{resolve_model(model)[1]}(query={QUERY_VERSION})"
 
     def __repr__(self) -> str:
         return f"EmbeddingBackend(name={self.name!r})"
