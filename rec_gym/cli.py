@@ -1,4 +1,4 @@
-"""The ``rec-gym`` command: ``envs``, ``show``, ``precompute``, ``train``, ``evaluate``, ``benchmark``.
+"""The ``rec-gym`` command: ``envs``, ``show``, ``precompute``, ``build-kb``, ``train``, ``evaluate``, ``benchmark``.
 
 Each subcommand's options and work live beside the code they drive; this module routes and reports
 errors. A user error (a bad value, a missing file) prints one line, ``rec-gym <command>: error:
@@ -18,6 +18,8 @@ from typing import Any, Sequence
 SUBCOMMANDS = {
     "precompute": ("rec_gym.feedback.precompute", "configure_parser", "run",
                    "fill the feedback table of an env id and split (resumable, shardable)"),
+    "build-kb": ("rec_gym.knowledge.cli", "configure_parser", "run",
+                 "the LLM writes a hint knowledge base from its mistakes on the training split (resumable)"),
     "train": ("rec_gym.agents.cli", "configure_train", "run_train", "train an SB3 retrieval policy"),
     "evaluate": ("rec_gym.agents.cli", "configure_evaluate", "run_evaluate", "evaluate a saved policy on a split"),
     "benchmark": ("rec_gym.agents.cli", "configure_benchmark", "run_benchmark",

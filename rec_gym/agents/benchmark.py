@@ -15,6 +15,8 @@ A config (a YAML file, or the name of one shipped in ``rec_gym/agents/configs/``
         label: Synthetic              # optional; the name in tables and plots
         kwargs: {}                    # gym.make kwargs (never `split`)
         timesteps: 40000              # optional override
+        kb: {build: {max_hints: 20}}  # optional: build the KB from the train split first (rec-gym build-kb's
+                                      # options; support on by default); written beside the results
 
 Nothing is selected on test: every run's final model is scored once on the test split. Writes
 ``results.csv`` (one row per env, method and seed), ``curves.csv`` (val NDCG@10 per step),
@@ -71,6 +73,7 @@ class EnvConfig:
     label: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     timesteps: int | None = None
+    kb_build: dict[str, Any] | None = None
 
 
 @dataclass
@@ -104,7 +107,8 @@ class BenchmarkConfig:
             kwargs = dict(entry.get("kwargs") or {})
             if "split" in kwargs:
                 raise ValueError(f"{path}: envs[{k}].kwargs sets split; the benchmark picks the splits itself")
-            envs.append(EnvConfig(entry["id"], entry.get("label", entry["id"]), kwargs, entry.get("timesteps")))
+            kb_build = _kb_build_options(path, k, entry.get("kb"), kwargs)
+            envs.append(EnvConfig(entry["id"], entry.get("label", entry["id"]), kwargs, entry.get("timesteps"), kb_build))
         if not envs:
             raise ValueError(f"{path}: 'envs' is empty; list at least one env id")
         baselines = list(raw.get("baselines", BASELINES))
@@ -121,6 +125,61 @@ class BenchmarkConfig:
 
     def out_dir(self) -> Path:
         return self.out if self.out is not None else Path("results") / self.name
+
+
+KB_BUILD_OPTIONS = ("max_hints", "max_sessions", "dedup", "similarity", "encoder", "support", "support_sessions",
+                    "seed", "response_cache")
+
+
+def _kb_build_options(path: Path, k: int, kb: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The options of ``envs[k].kb: {build: {...}}``, or ``None`` when the entry has no ``kb``."""
+    if kb is None:
+        return None
+    if not isinstance(kb, dict) or set(kb) != {"build"} or not isinstance(kb["build"] or {}, dict):
+        raise ValueError(f"{path}: envs[{k}].kb must be {{build: {{...options...}}}}; a ready KB goes in kwargs as kb=<path>")
+    if "kb" in kwargs:
+        raise ValueError(f"{path}: envs[{k}] sets both kwargs.kb and kb.build; keep one")
+    options = dict(kb["build"] or {})
+    unknown = sorted(set(options) - set(KB_BUILD_OPTIONS))
+    if unknown:
+        raise ValueError(f"{path}: envs[{k}].kb.build: unknown options {unknown}; known: {list(KB_BUILD_OPTIONS)}")
+    return {"support": True, **options}
+
+
+def build_knowledge_bases(config: BenchmarkConfig, out: Path, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Build the KB of every env with ``kb: {build: ...}`` from its train split, write it to
+    ``out/kb-<label>.json`` and point the env's ``kb`` kwarg at it. Returns ``{label: {path, hints, calls}}``."""
+    from rec_gym.feedback.table import safe_name
+    from rec_gym.knowledge.build import build_knowledge_base
+    from rec_gym.knowledge.cli import env_dataset_arguments, load_env_dataset
+    from rec_gym.llm import make_llm
+
+    built = {}
+    for env in config.envs:
+        if env.kb_build is None:
+            continue
+        arguments = env_dataset_arguments(env.id, env.kwargs)
+        backend = make_llm(arguments.get("llm", "simulated"), **(arguments.get("llm_kwargs") or {}))
+        path = out / f"kb-{safe_name(env.label)}.json"
+        print(f"building the knowledge base of {env.label} from its train split", flush=True)
+        report = build_knowledge_base(load_env_dataset(arguments), backend, progress=progress, name=path.stem,
+                                      **env.kb_build)
+        report.kb.save(path)
+        print(report.summary(), flush=True)
+        env.kwargs["kb"] = str(path)
+        built[env.label] = {"path": str(path), "hints": len(report.kb), "calls": report.cost}
+    return built
+
+
+def _knowledge_base_section(built: dict[str, dict[str, Any]]) -> str:
+    lines = ["## Knowledge bases built from the train split", "",
+             "| env | KB file | hints | LLM calls to build (answer / reflect / analyse / hint / validate / dedup / "
+             "support = total) |", "|---|---|---|---|"]
+    for label, info in built.items():
+        calls = info["calls"]
+        lines.append(f"| {label} | {Path(info['path']).name} | {info['hints']} | "
+                     f"{' / '.join(str(v) for v in calls.values())} = {sum(calls.values())} |")
+    return "\n".join(lines) + "\n"
 
 
 # ---- one job = one (env, method, seed); runs in a worker process ----
@@ -206,6 +265,7 @@ def run(config: BenchmarkConfig, progress: bool = True) -> Path:
     out = config.out_dir()
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    built = build_knowledge_bases(config, out, progress)
     _prepare_tables(config)
     jobs = _jobs(config)
     results: list[dict[str, Any]] = []
@@ -227,6 +287,9 @@ def run(config: BenchmarkConfig, progress: bool = True) -> Path:
             bar.update()
     bar.close()
     write_results(config, results, out)
+    if built:
+        with open(out / "results.md", "a", encoding="utf-8") as fh:
+            fh.write("\n" + _knowledge_base_section(built))
     _write_command(config, out, time.time() - started)
     return out
 

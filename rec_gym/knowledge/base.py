@@ -1,8 +1,19 @@
 """A hint knowledge base (KB): an ordered list of short hints with a content hash.
 
 Action ``k`` (``1 <= k <= K``) of an environment appends ``kb[k - 1]`` to the prompt; action 0
-adds no hint. The KB's ``hash`` goes into every feedback table's provenance, so editing a hint
-never silently reuses rankings computed with the old text.
+adds no hint. The KB's ``hash`` (of the hint texts alone) goes into every feedback table's provenance,
+so editing a hint never silently reuses rankings computed with the old text.
+
+Formats :func:`load_knowledge_base` reads: ``"default"`` (the domain's shipped 20 hints), a list of
+strings, a :class:`KnowledgeBase`, or a file: ``.txt`` (one hint per line, ``#`` comments), ``.jsonl``
+(``{"hint": ...}`` per line) or ``.json``, the format :meth:`KnowledgeBase.save` writes for a built KB::
+
+    {"format": "rec_gym-kb-v1", "name": "...", "hash": "<hash of the hint texts>",
+     "actions": "action 0 = no hint; action k = hints[k - 1]",
+     "provenance": {"dataset": ..., "split": "train", "seed": ..., "backend": ..., "template_versions": {...},
+                    "options": {...}, "calls": {...}, ...},
+     "hints": [{"hint": "...", "provenance": {"session_id": ..., "rank_without": 0, "rank_with": 3,
+                                               "validated": true, "order": 5, "transcript_key": "..."}}, ...]}
 """
 
 from __future__ import annotations
@@ -12,11 +23,12 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from rec_gym.storage import stable_hash
 
 DEFAULT_KB_FILES = {"movie": "movies.txt", "game": "games.txt"}
+KB_FORMAT = "rec_gym-kb-v1"
 MAX_HINT_CHARS = 500
 
 
@@ -31,9 +43,15 @@ class KnowledgeBase:
         hints: the hint texts, in action order (action ``k`` uses ``hints[k - 1]``).
         name: a label shown in reports; not part of the hash.
         source: where the hints came from (a file path or ``"default:movie"``), for error messages.
+        provenance: how the KB was made (dataset, split, seed, model, template versions, options, LLM
+            calls); not part of the hash.
+        hint_provenance: one record per hint, in hint order (source session, the error it fixed,
+            validation, order of creation, transcript cache key); not part of the hash.
     """
 
-    def __init__(self, hints: Iterable[str], name: str = "custom", source: str = "<list>") -> None:
+    def __init__(self, hints: Iterable[str], name: str = "custom", source: str = "<list>",
+                 provenance: dict[str, Any] | None = None,
+                 hint_provenance: Sequence[dict[str, Any]] | None = None) -> None:
         cleaned: list[str] = []
         seen: dict[str, int] = {}
         for k, hint in enumerate(hints, start=1):
@@ -55,6 +73,10 @@ class KnowledgeBase:
         self.name = name
         self.source = source
         self.hash = stable_hash(list(self.hints))
+        self.provenance: dict[str, Any] = dict(provenance or {})
+        if hint_provenance is not None and len(hint_provenance) != len(self.hints):
+            raise ValueError(f"{source}: {len(hint_provenance)} hint provenance records for {len(self.hints)} hints")
+        self.hint_provenance: list[dict[str, Any]] = [dict(p) for p in (hint_provenance or [{} for _ in self.hints])]
 
     def __len__(self) -> int:
         return len(self.hints)
@@ -72,19 +94,56 @@ class KnowledgeBase:
         """The hint of ``action`` (``None`` for action 0)."""
         return None if action == 0 else self.hints[action - 1]
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form (:data:`KB_FORMAT`): hints with their provenance, the KB's provenance and hash."""
+        return {"format": KB_FORMAT, "name": self.name, "hash": self.hash,
+                "actions": "action 0 = no hint; action k = hints[k - 1]", "provenance": self.provenance,
+                "hints": [{"hint": h, "provenance": p} for h, p in zip(self.hints, self.hint_provenance)]}
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write one hint per line (the format :func:`load_knowledge_base` reads)."""
+        """Write the KB atomically: JSON with provenance for a ``.json`` path, else one hint per line."""
         from rec_gym.storage import atomic_path
 
+        path = Path(path)
         with atomic_path(path) as tmp:
-            tmp.write_text("\n".join(self.hints) + "\n", encoding="utf-8")
+            if path.suffix == ".json":
+                tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            else:
+                tmp.write_text("\n".join(self.hints) + "\n", encoding="utf-8")
 
 
-def _read_file(path: Path) -> list[str]:
+def _read_json(path: Path, text: str) -> KnowledgeBase:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); write a KB with "
+                         "`rec-gym build-kb --out kb.json` or KnowledgeBase.save") from None
+    if not isinstance(data, dict) or not isinstance(data.get("hints"), list):
+        raise ValueError(f"{path}: expected a JSON object with a \"hints\" list (format {KB_FORMAT!r}), "
+                         f"got {type(data).__name__}")
+    if data.get("format", KB_FORMAT) != KB_FORMAT:
+        raise ValueError(f"{path}: format {data['format']!r}; this rec_gym reads {KB_FORMAT!r}")
+    hints, records = [], []
+    for k, entry in enumerate(data["hints"], start=1):
+        if isinstance(entry, str):
+            entry = {"hint": entry}
+        if not isinstance(entry, dict) or "hint" not in entry:
+            raise ValueError(f"{path} hints[{k - 1}]: expected a string or an object with a \"hint\" field, "
+                             f"got {str(entry)[:80]!r}")
+        hints.append(entry["hint"])
+        records.append(dict(entry.get("provenance") or {}))
+    return KnowledgeBase(hints, name=str(data.get("name") or path.stem), source=str(path),
+                         provenance=dict(data.get("provenance") or {}), hint_provenance=records)
+
+
+def _read_file(path: Path) -> "list[str] | KnowledgeBase":
     if not path.is_file():
         raise FileNotFoundError(f"knowledge base file {path} does not exist; pass kb='default', a list of hints, "
-                                "or the path of a .txt (one hint per line) or .jsonl ({\"hint\": ...} per line) file")
+                                "or the path of a .json (rec-gym build-kb), .txt (one hint per line) or .jsonl "
+                                "({\"hint\": ...} per line) file")
     text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return _read_json(path, text)
     if path.suffix == ".jsonl":
         hints = []
         for line_no, line in enumerate(text.splitlines(), start=1):
@@ -102,8 +161,8 @@ def _read_file(path: Path) -> list[str]:
 
 def load_knowledge_base(kb: "str | os.PathLike | Sequence[str] | KnowledgeBase" = "default",
                         domain: str = "movie") -> KnowledgeBase:
-    """Resolve a ``kb=`` value: ``"default"`` (the domain's shipped KB of 20 hints), a file path, a list of hints,
-    or a :class:`KnowledgeBase`."""
+    """Resolve a ``kb=`` value: ``"default"`` (the domain's shipped KB of 20 hints), a file path (``.json``,
+    ``.txt``, ``.jsonl``), a list of hints, or a :class:`KnowledgeBase`."""
     if isinstance(kb, KnowledgeBase):
         return kb
     if isinstance(kb, str) and kb == "default":
@@ -114,7 +173,8 @@ def load_knowledge_base(kb: "str | os.PathLike | Sequence[str] | KnowledgeBase" 
         return KnowledgeBase(hints, name=f"default-{domain}", source=f"default:{domain}")
     if isinstance(kb, (str, os.PathLike)):
         path = Path(kb).expanduser()
-        return KnowledgeBase(_read_file(path), name=path.stem, source=str(path))
+        read = _read_file(path)
+        return read if isinstance(read, KnowledgeBase) else KnowledgeBase(read, name=path.stem, source=str(path))
     if isinstance(kb, Sequence):
         return KnowledgeBase(list(kb))
     raise TypeError(f"kb={kb!r}: expected 'default', a file path, a list of hint strings or a KnowledgeBase")
