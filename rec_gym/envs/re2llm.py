@@ -109,7 +109,7 @@ class Re2LLMEnv(gym.Env):
     | ``dataset`` | str or path | per id | ``"ml-1m"``, ``"ml-latest-small"``, ``"ml-25m"``, ``"steam"``, ``"synthetic"``, or a session folder |
     | ``data_dir`` | path | ``None`` | folder holding the dataset's files (else the cache, downloading on first use) |
     | ``llm`` | str or object | per id | ``"simulated"``, ``"hf:<model>"``, ``"openai:<model>"``, ``"embedding:<model>"``, or a backend object |
-    | ``kb`` | str, path or list | ``"default"`` | the hint knowledge base: the domain's 20 default hints, a .txt/.jsonl file, or a list |
+    | ``kb`` | str, path, list or KnowledgeBase | ``"default"`` | the hint knowledge base: the domain's 20 default hints, a .json file from ``rec-gym build-kb``, a .txt/.jsonl file, a list, or a ``KnowledgeBase`` |
     | ``reward`` | str | ``"ndcg_gain"`` | ``"ndcg_gain"``, ``"ndcg"`` or ``"hit"`` |
     | ``split`` | str | ``"train"`` | ``"train"``, ``"val"`` or ``"test"`` |
     | ``n_candidates`` | int | 50 | candidate-set size (target + random negatives) |
