@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "evaluate": ("rec_gym.agents.cli", "configure_evaluate", "run_evaluate", "evaluate a saved policy on a split"),
     "benchmark": ("rec_gym.agents.cli", "configure_benchmark", "run_benchmark",
                   "train and compare algorithms over seeds; write tables and plots"),
+    "train-recsys": ("rec_gym.recsys.cli", "configure_train_recsys", "run_train_recsys",
+                     "train and evaluate SASRec (plain or knowledge-augmented) on a dataset"),
 }
 
 
