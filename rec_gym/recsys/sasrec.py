@@ -8,7 +8,7 @@ Training uses binary cross-entropy with one sampled negative per position, as in
 The knowledge-augmented variant (``text_dim > 0``) also reads a preference text about the session,
 as KAR (Xi et al., 2023) and RLRF4Rec (Sun et al., 2024) do: the text's embedding from a frozen
 sentence encoder goes through a small trainable adaptor (two layers) whose output is added to the
-sequence representation at every position. A session without a text is represented by the sequence
+session's representation (the output at the last position, which predicts the next item). A session without a text is represented by the sequence
 alone (the adaptor's output is masked out), so the same model scores "no text" and "this text".
 
 Item numbering inside the model: catalog index ``i`` is token ``i + 1``; token 0 is padding.
@@ -110,10 +110,12 @@ class SASRec(nn.Module):
             x = block(x, src_mask=mask) * keep
         hidden = self.final_norm(x)
         if self.config.knowledge and text is not None:
-            fused = self.adaptor(text).unsqueeze(1)
+            # The text describes the session as a whole, so it augments the session's representation: the
+            # output at the last position, which predicts the item after the history.
+            fused = self.adaptor(text)
             if has_text is not None:
-                fused = fused * has_text.to(fused.dtype).view(-1, 1, 1)
-            hidden = hidden + fused
+                fused = fused * has_text.to(fused.dtype).view(-1, 1)
+            hidden = torch.cat([hidden[:, :-1], (hidden[:, -1] + fused).unsqueeze(1)], dim=1)
         return hidden
 
     def item_vectors(self) -> torch.Tensor:
