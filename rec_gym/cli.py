@@ -24,6 +24,10 @@ SUBCOMMANDS = {
                   "train and compare algorithms over seeds; write tables and plots"),
     "train-recsys": ("rec_gym.recsys.cli", "configure_train_recsys", "run_train_recsys",
                      "train and evaluate SASRec (plain or knowledge-augmented) on a dataset"),
+    "dpo-data": ("rec_gym.recsys.cli", "configure_dpo_data", "run_dpo_data",
+                 "write DPO preference pairs (best vs worst preference text per session) from an RLRF4Rec env"),
+    "dpo-train": ("rec_gym.recsys.cli", "configure_dpo_train", "run_dpo_train",
+                  "tune an hf: model on DPO pairs with TRL's DPOTrainer (the [dpo] extra)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``rec-gym train-recsys``: train SASRec (plain or knowledge-augmented) on a dataset and evaluate it."""
+"""`rec-gym train-recsys`, `dpo-data` and `dpo-train`: the RLRF4Rec commands."""
 
 from __future__ import annotations
 
@@ -75,4 +75,65 @@ def run_train_recsys(args: argparse.Namespace) -> int:
     out = model.save(args.out)
     print(json.dumps(metrics["test"], indent=2))
     print(f"saved {out}/model.safetensors and {out}/config.json")
+    return 0
+
+
+def configure_dpo_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="an RLRF4Rec env id, e.g. RLRF4Rec-Synthetic-v0")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="gym.make kwargs, e.g. writer=simulated n_texts=10")
+    parser.add_argument("--split", default="train", help="sessions to pair (default: %(default)s)")
+    parser.add_argument("--out", required=True, help="the pairs file (JSON lines)")
+    parser.add_argument("--margin", type=float, default=0.0,
+                        help="drop score pairs whose best-minus-worst NDCG@10 is not above this (default: %(default)s)")
+
+
+def run_dpo_data(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import rec_gym  # noqa: F401  (registers the ids)
+    from rec_gym.agents.tasks import check_env_kwargs
+    from rec_gym.cli import parse_env_kwargs
+    from rec_gym.envs import RLRF4REC_ENV_IDS
+    from rec_gym.recsys.dpo import preference_pairs, write_pairs
+
+    if args.env not in RLRF4REC_ENV_IDS:
+        raise ValueError(f"--env {args.env!r} is not an RLRF4Rec id; use one of {', '.join(RLRF4REC_ENV_IDS)}")
+    if args.margin < 0:
+        raise ValueError(f"--margin must be >= 0, got {args.margin}")
+    kwargs = parse_env_kwargs(args.env_kwargs)
+    check_env_kwargs(args.env, kwargs)
+    env = gym.make(args.env, split=args.split, **kwargs)
+    pairs, counts = preference_pairs(env.unwrapped.task, margin=args.margin)
+    out = write_pairs(pairs, args.out)
+    print(json.dumps({**counts.as_dict(), "out": str(out)}, indent=2))
+    return 0
+
+
+def configure_dpo_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="the model to tune: hf:<local folder> or a folder")
+    parser.add_argument("--pairs", required=True, help="a pairs file written by `rec-gym dpo-data`")
+    parser.add_argument("--out", required=True, help="folder for the tuned model (load it with llm=hf:<out>)")
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=2, help="pairs per step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=5e-6, help="learning rate (default: %(default)s)")
+    parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+
+
+def run_dpo_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rec_gym.recsys.dpo import dpo_train
+
+    model = args.model[3:] if args.model.startswith("hf:") else args.model
+    if not Path(model).is_dir():
+        raise FileNotFoundError(f"--model {args.model!r}: {model} is not a local model folder; dpo-train tunes a "
+                                "model saved on this machine (a Hub model: download it first, e.g. with "
+                                "huggingface-cli download, and pass its folder)")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    out = dpo_train(model, args.pairs, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                    beta=args.beta, seed=args.seed)
+    print(f"tuned model written to {out}; use it with llm='hf:{out}' (or --writer hf:{out})")
     return 0
