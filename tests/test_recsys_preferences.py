@@ -165,3 +165,26 @@ def test_reward_model_scores_a_text_by_the_recommenders_ndcg_and_caches_it(tiny,
     again = knowledge_recommender(tiny, make_llm("simulated"), encoder="hashing", n_texts=3, training={"epochs": 2},
                                   progress=False)
     assert again.weights_hash() == recommender.weights_hash()
+
+
+def test_the_recsys_ranker_gives_a_hint_env_the_recommenders_reward(tiny):
+    import gymnasium as gym
+
+    import rec_gym  # noqa: F401
+    from rec_gym.recsys.ranker import RecsysRanker
+
+    recommender = knowledge_recommender(tiny, make_llm("simulated"), encoder="hashing", n_texts=3,
+                                        training={"epochs": 2}, progress=False)
+    env = gym.make("Re2LLM-Synthetic-v0", dataset=tiny, llm=RecsysRanker(recommender, tiny.catalog),
+                   observation="profile")
+    reward_model = RecsysRewardModel(recommender, tiny)
+    task = env.unwrapped.task
+    for seed in range(4):
+        _, info = env.reset(seed=seed)
+        _, reward, *_, info = env.step(seed + 1)
+        row = int(task.rows[info["session_index"]])
+        expected = reward_model.scores([row, row], [info["hint"], None])
+        assert info["rank"] == reward_model.ranks([row], [info["hint"]])[0]
+        assert reward == pytest.approx(expected[0] - expected[1])
+    with pytest.raises(ValueError, match="knowledge-augmented"):
+        RecsysRanker(train_sasrec(tiny, epochs=1, progress=False), tiny.catalog)

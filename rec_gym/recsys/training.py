@@ -59,7 +59,7 @@ def _negatives(positives: np.ndarray, sequences: np.ndarray, n_items: int, rng: 
 def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *, epochs: int = 200,
                  batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
                  texts: Mapping[int, np.ndarray] | None = None, encoder: str | None = None, text_dropout: float = 0.3,
-                 threads: int = 1, progress: bool = True) -> SASRecRecommender:
+                 threads: int = 1, validate_every: int = 0, progress: bool = True) -> SASRecRecommender:
     """Train SASRec on the training split of ``dataset``.
 
     Args:
@@ -71,6 +71,9 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
         encoder: the encoder spec that embedded ``texts``; recorded so scoring embeds new texts the same way.
         text_dropout: probability that a session is shown no text in an epoch.
         threads: torch CPU threads (training is small; more threads rarely help).
+        validate_every: when > 0, measure NDCG@10 among the candidates of the validation sessions (without
+            texts) every this many epochs and keep the weights of the best measurement (early stopping, as
+            in SASRec's own protocol); the curve is recorded in ``info["training"]["validation"]``.
         progress: show a progress bar over epochs.
 
     Returns the trained recommender, in eval mode. Seeded: the same arguments give the same weights.
@@ -96,6 +99,8 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
     started = time.time()
     history: list[float] = []
+    validation: list[tuple[int, float]] = []
+    best_state: dict[str, torch.Tensor] | None = None
     bar = tqdm(range(epochs), desc=f"training {config.knowledge and 'knowledge-augmented ' or ''}SASRec on {dataset.name}",
                unit="epoch", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
@@ -123,13 +128,24 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
                 total, count = total + float(loss.detach()), count + n
             history.append(total / max(count, 1))
             bar.set_postfix(loss=f"{history[-1]:.4f}")
+            epoch = len(history)
+            if validate_every > 0 and (epoch % validate_every == 0 or epoch == epochs):
+                score = evaluate_recommender(SASRecRecommender(model), dataset, "val")["NDCG@10 candidates"]
+                model.train()
+                if not validation or score > max(v for _, v in validation):
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                validation.append((epoch, score))
     finally:
         bar.close()
         torch.set_num_threads(previous_threads)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     info = {"dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint, "encoder": encoder if text_dim else None,
             "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
                          "text_dropout": text_dropout if text_dim else None, "train_sessions": len(rows),
-                         "seconds": round(time.time() - started, 1), "final_loss": history[-1] if history else None}}
+                         "seconds": round(time.time() - started, 1), "final_loss": history[-1] if history else None,
+                         "validation": [{"epoch": e, "val_ndcg10_candidates": v} for e, v in validation],
+                         "best_epoch": max(validation, key=lambda ev: ev[1])[0] if validation else epochs}}
     return SASRecRecommender(model, info)
 
 
