@@ -41,8 +41,8 @@ def walk_dataset(tmp_path):
 
 
 def test_sasrec_learns_the_next_item_of_a_sequence_that_popularity_cannot_see(walk_dataset):
-    model = train_sasrec(walk_dataset, SASRecConfig(N_ITEMS, max_len=8, dim=32, dropout=0.1), epochs=40,
-                         batch_size=32, lr=5e-3, progress=False)
+    model = train_sasrec(walk_dataset, SASRecConfig(N_ITEMS, max_len=8, dim=32, n_blocks=1, dropout=0.1), epochs=15,
+                         batch_size=32, lr=1e-2, progress=False)
     sasrec = evaluate_recommender(model, walk_dataset, "test")
     popularity = evaluate_recommender(PopularityRecommender(walk_dataset), walk_dataset, "test")
     assert sasrec["sessions"] == 20

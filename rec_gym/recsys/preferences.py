@@ -136,4 +136,8 @@ def embed_texts(texts: Sequence[str], encoder: "str | TextEncoder") -> np.ndarra
     model = _encoder(encoder) if isinstance(encoder, str) else encoder
     if not texts:
         return np.zeros((0, model.dim), dtype=np.float32)
-    return np.asarray(model.encode([preference_text(t) for t in texts]), dtype=np.float32)
+    # Sampled replies repeat (the same text for several samples or sessions): each distinct one is encoded once.
+    distinct: dict[str, int] = {}
+    index = [distinct.setdefault(preference_text(t), len(distinct)) for t in texts]
+    vectors = np.asarray(model.encode(list(distinct)), dtype=np.float32)
+    return vectors[np.array(index)]
