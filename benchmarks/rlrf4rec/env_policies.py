@@ -43,28 +43,29 @@ torch.set_num_threads(1)
 train_env, test_env = gym.make(ENV_ID, split="train"), gym.make(ENV_ID, split="test")
 train_task, test_task = train_env.unwrapped.task, test_env.unwrapped.task
 n, n_texts = test_task.n_sessions, test_task.n_texts
-rewards, ndcg = test_task.rewards(), test_task.ndcg[:, 1:]
+rewards, ndcg = test_task.rewards(), test_task.ndcg  # (n, N + 1): action 0 = no text, a = text a - 1
 rows = np.arange(n)
+well_formed = np.hstack([np.zeros((n, 1), dtype=bool), test_task.well_formed])
 
 
 def summary(actions: np.ndarray) -> dict[str, float]:
     return {"NDCG@10": float(ndcg[rows, actions].mean()), "reward (score gain)": float(rewards[rows, actions].mean()),
-            "well-formed share": float(test_task.well_formed[rows, actions].mean())}
+            "well-formed share": float(well_formed[rows, actions].mean())}
 
 
 started = time.time()
 model = PPO("MlpPolicy", train_env, device="cpu", **PPO_KWARGS).learn(TIMESTEPS)
 ppo_seconds = time.time() - started
 ppo_actions, _ = model.predict(test_task.observations, deterministic=True)
-best_position = int(np.argmax(train_task.rewards().mean(axis=0)))
-random_actions = np.random.default_rng(0).integers(n_texts, size=n)
+best_position = 1 + int(np.argmax(train_task.rewards()[:, 1:].mean(axis=0)))
+random_actions = 1 + np.random.default_rng(0).integers(n_texts, size=n)
 results = {
-    "no text": {"NDCG@10": float(test_task.ndcg[:, 0].mean()), "reward (score gain)": 0.0, "well-formed share": float("nan")},
-    "first text": summary(np.zeros(n, dtype=int)),
+    "no text (action 0)": summary(np.zeros(n, dtype=int)),
+    "first text (action 1)": summary(np.ones(n, dtype=int)),
     "random text": summary(random_actions),
-    f"best fixed position ({best_position}, chosen on train)": summary(np.full(n, best_position)),
+    f"best fixed text position (action {best_position}, chosen on train)": summary(np.full(n, best_position)),
     f"PPO ({TIMESTEPS} steps)": summary(np.asarray(ppo_actions, dtype=int)),
-    "oracle (per-session best text)": summary(np.argmax(ndcg, axis=1)),
+    "oracle (per-session best text)": summary(1 + np.argmax(ndcg[:, 1:], axis=1)),
 }
 print(json.dumps(results, indent=1), file=sys.stderr)
 

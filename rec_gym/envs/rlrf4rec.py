@@ -22,6 +22,7 @@ from rec_gym.recsys.reward import RecsysRewardModel, knowledge_recommender
 from rec_gym.storage import cache_dir, stable_hash
 
 REWARDS = ("score_gain", "score")
+TOP_K = 10
 SPLITS = ("train", "val", "test")
 OBSERVATIONS = ("embedding", "profile", "embedding+profile")
 # Enough epochs for the knowledge adaptor to learn what the texts add; trained once, then cached.
@@ -31,11 +32,15 @@ DEFAULT_RECSYS_TRAINING = {"epochs": 40, "seed": 0}
 class RLRF4RecTask:
     """Sessions of one split, their N preference texts, the recommender's score of each, and the observations.
 
+    Action ``a`` is no text for ``a = 0`` and text ``a - 1`` otherwise. The task answers what
+    :class:`~rec_gym.envs.task.Re2LLMTask` answers (``n_actions``, ``rank``, ``reward``, ``ndcg_of_rank``,
+    ``observations``, ``ensure``), so rec_gym's evaluation and baselines run on it unchanged.
+
     Attributes:
         dataset: all sessions (every split); ``rows`` int64 ``(n,)`` are this split's dataset rows.
         replies: ``replies[i][a]``, the raw reply of text ``a`` for session ``i`` of the split.
-        ranks: int64 ``(n, N + 1)``: the target's rank among the candidates; column 0 = no text,
-            column ``a + 1`` = text ``a``.
+        ranks: int64 ``(n, N + 1)``: the target's rank among the candidates under each action (column 0:
+            no text, column ``a``: text ``a - 1``).
         ndcg: float64 ``(n, N + 1)``: NDCG@10 of ``ranks``.
         well_formed: bool ``(n, N)``: the reply keeps the ``Factors:``/``Preference:`` structure.
         observations: float32 ``(n, d_session + N * d_text)``.
@@ -81,7 +86,9 @@ class RLRF4RecTask:
         texts = [t for texts in self.replies for t in [None, *texts]]
         self.ranks = reward_model.ranks(np.repeat(self.rows, width), texts).reshape(len(self.rows), width)
         reward_model.table.save()
-        self.ndcg = np.asarray(ndcg_at_k(self.ranks, 10), dtype=np.float64).reshape(self.ranks.shape)
+        self.ndcg = np.asarray(ndcg_at_k(self.ranks, TOP_K), dtype=np.float64).reshape(self.ranks.shape)
+        max_rank = self.dataset.candidates.shape[1]
+        self.ndcg_of_rank = np.asarray(ndcg_at_k(np.arange(max_rank + 1), TOP_K), dtype=np.float64)
         flat = embed_texts([t for texts in self.replies for t in texts], text_encoder)
         text_obs = flat.reshape(len(self.rows), -1)
         parts, lows = [], []
@@ -101,10 +108,32 @@ class RLRF4RecTask:
     def n_sessions(self) -> int:
         return len(self.rows)
 
+    @property
+    def n_actions(self) -> int:
+        return self.n_texts + 1
+
+    def ensure(self, table_rows: Any, actions: Any) -> None:
+        """Nothing to fill: every score was computed when the task was made."""
+
+    def rank(self, i: Any, action: Any) -> np.ndarray | int:
+        """Rank(s) of the target among the candidates under ``action`` (vectorised like numpy indexing)."""
+        r = self.ranks[i, action]
+        return r if isinstance(r, np.ndarray) else int(r)
+
+    def reward(self, rank: Any, baseline_rank: Any, action: Any) -> np.ndarray | float:
+        """The reward of the given ranks (vectorised); ``score_gain`` of action 0 (no text) is exactly 0."""
+        if self.reward_mode == "score":
+            return self.ndcg_of_rank[rank]
+        gain = self.ndcg_of_rank[rank] - self.ndcg_of_rank[baseline_rank]
+        return np.where(np.asarray(action) == 0, 0.0, gain)
+
     def rewards(self) -> np.ndarray:
-        """float64 ``(n, N)``: the reward of every (session, action) pair."""
-        chosen = self.ndcg[:, 1:]
-        return chosen - self.ndcg[:, :1] if self.reward_mode == "score_gain" else chosen.copy()
+        """float64 ``(n, N + 1)``: the reward of every (session, action) pair."""
+        actions = np.broadcast_to(np.arange(self.n_actions), self.ranks.shape)
+        return np.asarray(self.reward(self.ranks, self.ranks[:, :1], actions), dtype=np.float64)
+
+    def session_id(self, i: int) -> str:
+        return str(self.dataset.session_ids[self.rows[i]])
 
 
 class RLRF4RecEnv(gym.Env):
@@ -128,7 +157,9 @@ class RLRF4RecEnv(gym.Env):
 
     ## Action Space
 
-    ``Discrete(N)`` (``n_texts=``, default 10): action ``a`` uses text ``a`` of the session.
+    ``Discrete(N + 1)`` (``n_texts=``, default 10, so ``Discrete(11)``): action 0 uses no text (the
+    recommender reads the session's items alone, as the hint envs' action 0 adds no hint); action
+    ``a >= 1`` uses text ``a - 1`` of the session (``env.unwrapped.task.replies[i][a - 1]``).
 
     ## Observation Space
 
@@ -142,8 +173,8 @@ class RLRF4RecEnv(gym.Env):
     With ``s(a)`` = NDCG@10 of the true item when the recommender ranks the candidates reading text ``a``
     (``1 / log2(rank + 1)`` inside the top 10, else 0) and ``s(none)`` the same without a text:
 
-    - ``"score_gain"`` (default): ``s(a) - s(none)``, in [-1, 1].
-    - ``"score"``: ``s(a)``, in [0, 1].
+    - ``"score_gain"`` (default): ``s(a) - s(none)``, in [-1, 1]; action 0 gets exactly 0.
+    - ``"score"``: ``s(a)``, in [0, 1] (action 0: ``s(none)``).
 
     ## Starting State
 
@@ -161,9 +192,9 @@ class RLRF4RecEnv(gym.Env):
     |---|---|---|
     | ``session_id`` | str | the session's id in the dataset |
     | ``session_index`` | int | the session's row in the split |
-    | ``action`` | int | the text chosen |
-    | ``text`` | str | the chosen reply, as the writer wrote it |
-    | ``well_formed`` | bool | the reply keeps the ``Factors:``/``Preference:`` structure |
+    | ``action`` | int | the action taken (0 = no text) |
+    | ``text`` | str | the chosen reply, as the writer wrote it; ``""`` for action 0 |
+    | ``well_formed`` | bool | the reply keeps the ``Factors:``/``Preference:`` structure; False for action 0 |
     | ``rank`` | int | 1-based rank of the true item among the candidates with the text |
     | ``baseline_rank`` | int | the same without a text |
     | ``ndcg`` | float | NDCG@10 of ``rank`` |
@@ -199,7 +230,7 @@ class RLRF4RecEnv(gym.Env):
     >>> import gymnasium as gym, rec_gym
     >>> env = gym.make("RLRF4Rec-Synthetic-v0", n_train=200, recsys_training={"epochs": 2})  # doctest: +SKIP
     >>> obs, info = env.reset(seed=0)                                                          # doctest: +SKIP
-    >>> obs, reward, terminated, truncated, info = env.step(0)                                 # doctest: +SKIP
+    >>> obs, reward, terminated, truncated, info = env.step(1)                                 # doctest: +SKIP
     >>> terminated, -1.0 <= reward <= 1.0                                                       # doctest: +SKIP
     (True, True)
     """
@@ -221,7 +252,7 @@ class RLRF4RecEnv(gym.Env):
                                  split, n_candidates, seed, encoder, observation, n_train, recsys_training)
         self.render_mode = render_mode
         self.sessions_per_episode = int(sessions_per_episode)
-        self.action_space = spaces.Discrete(self.task.n_texts)
+        self.action_space = spaces.Discrete(self.task.n_actions)
         self.observation_space = self.task.observation_space
         self._rewards = self.task.rewards()
         self._order: list[int] = [0]
@@ -245,16 +276,16 @@ class RLRF4RecEnv(gym.Env):
         return self.task.observations[i].copy(), {"session_id": self._session_id(i), "session_index": i}
 
     def _session_id(self, i: int) -> str:
-        return str(self.task.dataset.session_ids[self.task.rows[i]])
+        return self.task.session_id(i)
 
     def step(self, action):
         if self._t >= len(self._order):
             raise RuntimeError("step() called after the episode ended; call reset() first")
-        a = as_action(action, self.task.n_texts)
+        a = as_action(action, self.task.n_actions)
         task, i = self.task, self._order[self._t]
-        info = {"session_id": self._session_id(i), "session_index": i, "action": a, "text": task.replies[i][a],
-                "well_formed": bool(task.well_formed[i, a]), "rank": int(task.ranks[i, a + 1]),
-                "baseline_rank": int(task.ranks[i, 0]), "ndcg": float(task.ndcg[i, a + 1]),
+        info = {"session_id": self._session_id(i), "session_index": i, "action": a,
+                "text": task.replies[i][a - 1] if a else "", "well_formed": bool(a and task.well_formed[i, a - 1]),
+                "rank": int(task.ranks[i, a]), "baseline_rank": int(task.ranks[i, 0]), "ndcg": float(task.ndcg[i, a]),
                 "best_ndcg": float(task.ndcg[i, 1:].max())}
         reward = float(self._rewards[i, a])
         self._last = info
