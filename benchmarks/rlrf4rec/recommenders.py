@@ -55,7 +55,7 @@ for name, folder in DATASETS.items():
     dataset = load_dataset(name, folder)
     train_rows, test_rows = dataset.indices("train"), dataset.indices("test")
     replies = generate_preferences(writer, dataset, train_rows, n=N_TEXTS, temperature=TEMPERATURE)
-    flat = embed_texts([t for r in replies for t in r], ENCODER)
+    flat = embed_texts([t for r in replies for t in r], ENCODER, progress=True)
     texts = {int(r): flat[k * N_TEXTS:(k + 1) * N_TEXTS] for k, r in enumerate(train_rows)}
     started = time.time()
     plain = train_sasrec(dataset, SASRecConfig(n_items=len(dataset.catalog), **MODEL), **TRAINING)

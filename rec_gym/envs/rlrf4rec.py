@@ -51,7 +51,7 @@ class RLRF4RecTask:
                  recommender: "str | os.PathLike | SASRecRecommender | None" = None, n_texts: int = 10,
                  temperature: float = 1.0, reward: str = "score_gain", split: str = "train", n_candidates: int = 50,
                  seed: int = 0, encoder: str = "hashing", observation: str = "profile", n_train: int | None = None,
-                 recsys_training: dict[str, Any] | None = None, progress: bool = False) -> None:
+                 recsys_training: dict[str, Any] | None = None, progress: bool = True) -> None:
         if reward not in REWARDS:
             raise ValueError(f"reward={reward!r} is not one of {REWARDS}")
         if split not in SPLITS:
@@ -75,8 +75,9 @@ class RLRF4RecTask:
             self.recommender = knowledge_recommender(self.dataset, self.writer, encoder, self.n_texts, temperature,
                                                      training, progress=progress)
         text_encoder = self.recommender.encoder or encoder
+        # Bars only for the one-off training above: later builds read every text from the response cache.
         self.replies = generate_preferences(self.writer, self.dataset, self.rows, self.n_texts, temperature,
-                                            progress=progress)
+                                            progress=False)
         self.well_formed = np.array([[parse_preference(t) is not None for t in texts] for texts in self.replies],
                                     dtype=bool).reshape(len(self.rows), self.n_texts)
         scores_path = cache_dir("recsys_scores") / (f"{self.dataset.name}-{split}-" + stable_hash(

@@ -51,7 +51,7 @@ def run_train_recsys(args: argparse.Namespace) -> int:
         train_rows = dataset.indices("train")
         replies = generate_preferences(writer, dataset, train_rows, n=args.n_texts, temperature=args.temperature,
                                        progress=progress)
-        flat = embed_texts([t for r in replies for t in r], args.encoder)
+        flat = embed_texts([t for r in replies for t in r], args.encoder, progress=progress)
         texts = {int(r): flat[k * args.n_texts:(k + 1) * args.n_texts] for k, r in enumerate(train_rows)}
         for split in ("val", "test"):
             # Evaluated with the greedy (temperature 0) text of each held-out session.

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from rec_gym.data.embeddings import TextEncoder, make_encoder
+from rec_gym.data.embeddings import TextEncoder, _encode_with_progress, make_encoder
 from rec_gym.data.types import Item, SessionDataset
 from rec_gym.llm.protocol import GenerateRequest, can_write
 
@@ -131,13 +131,19 @@ def _encoder(spec: str) -> TextEncoder:
     return make_encoder(spec)
 
 
-def embed_texts(texts: Sequence[str], encoder: "str | TextEncoder") -> np.ndarray:
-    """float32 ``(len(texts), dim)``: unit-norm embeddings of preference replies (:func:`preference_text` of each)."""
+def embed_texts(texts: Sequence[str], encoder: "str | TextEncoder", progress: bool = False) -> np.ndarray:
+    """float32 ``(len(texts), dim)``: unit-norm embeddings of preference replies (:func:`preference_text` of each).
+
+    ``progress`` shows a bar over the distinct texts (worth it for a model encoder on a CPU).
+    """
     model = _encoder(encoder) if isinstance(encoder, str) else encoder
     if not texts:
         return np.zeros((0, model.dim), dtype=np.float32)
     # Sampled replies repeat (the same text for several samples or sessions): each distinct one is encoded once.
     distinct: dict[str, int] = {}
     index = [distinct.setdefault(preference_text(t), len(distinct)) for t in texts]
-    vectors = np.asarray(model.encode(list(distinct)), dtype=np.float32)
+    if progress:
+        vectors = _encode_with_progress(model, list(distinct), "embedding preference texts")
+    else:
+        vectors = np.asarray(model.encode(list(distinct)), dtype=np.float32)
     return vectors[np.array(index)]

@@ -153,7 +153,7 @@ def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "
         return SASRecRecommender.load(folder)
     rows = dataset.indices("train")
     replies = generate_preferences(writer, dataset, rows, n=n_texts, temperature=temperature, progress=progress)
-    flat = embed_texts([t for texts in replies for t in texts], encoder)
+    flat = embed_texts([t for texts in replies for t in texts], encoder, progress=progress)
     texts = {int(r): flat[k * n_texts:(k + 1) * n_texts] for k, r in enumerate(rows)}
     recommender = train_sasrec(dataset, texts=texts, encoder=encoder, progress=progress, **training)
     recommender.info["preference_texts"] = {"writer": getattr(writer, "name", str(writer)), "n": n_texts,
