@@ -188,3 +188,18 @@ def test_the_recsys_ranker_gives_a_hint_env_the_recommenders_reward(tiny):
         assert reward == pytest.approx(expected[0] - expected[1])
     with pytest.raises(ValueError, match="knowledge-augmented"):
         RecsysRanker(train_sasrec(tiny, epochs=1, progress=False), tiny.catalog)
+
+
+def test_train_recsys_knowledge_writes_a_model_the_reward_model_loads(tiny, tmp_path):
+    from rec_gym.cli import main
+    from rec_gym.recsys import SASRecRecommender
+
+    out = tmp_path / "ka"
+    assert main(["train-recsys", "--dataset", str(tmp_path / "tiny"), "--out", str(out), "--knowledge",
+                 "--encoder", "hashing", "--n-texts", "2", "--epochs", "2", "--dim", "16", "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["text_dim"] == 256 and config["encoder"] == "hashing"
+    assert config["preference_texts"]["n"] == 2
+    assert set(config["metrics"]["test"]) == {"sasrec", "popularity", "sasrec_with_text"}
+    model = RecsysRewardModel(SASRecRecommender.load(out), tiny)
+    assert 0.0 <= model.score(0, "Factors: genres\nPreference: The user prefers Horror movies.") <= 1.0

@@ -22,6 +22,9 @@ def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="training seed; the dataset's seed is 0 (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    parser.add_argument("--validate-every", type=int, default=5,
+                        help="keep the weights of the best validation NDCG@10, measured every so many epochs "
+                             "(0: keep the last; default: %(default)s)")
     parser.add_argument("--knowledge", action="store_true",
                         help="train the knowledge-augmented variant on preference texts of the training sessions")
     parser.add_argument("--writer", default="simulated", help="backend writing the preference texts (default: %(default)s)")
@@ -62,7 +65,7 @@ def run_train_recsys(args: argparse.Namespace) -> int:
                           text_dim=text_dim)
     model = train_sasrec(dataset, config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          texts=texts, encoder=args.encoder if args.knowledge else None, threads=args.threads,
-                         progress=progress)
+                         validate_every=args.validate_every, progress=progress)
     metrics = {split: {"sasrec": evaluate_recommender(model, dataset, split),
                        "popularity": evaluate_recommender(PopularityRecommender(dataset), dataset, split)}
                for split in ("val", "test")}
