@@ -222,6 +222,11 @@ class RLRF4RecEnv(gym.Env):
     | ``observation`` | str | per id | ``"embedding"``, ``"profile"`` or ``"embedding+profile"`` |
     | ``n_train`` | int | ``None`` | keep only this many training sessions |
 
+    ## Vectorized environment
+
+    No native vector env: ``gym.make_vec(id, num_envs=n)`` (``"sync"`` or ``"async"``) and SB3's
+    ``make_vec_env`` wrap copies of this class; every copy reads the same cached texts, recommender and scores.
+
     ## Version History
 
     - v0: initial release (preference template ``rlrf4rec-preference-v1``).
