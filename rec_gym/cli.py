@@ -45,9 +45,9 @@ def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _envs(args: argparse.Namespace) -> int:
-    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS
+    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS, RLRF4REC_ENV_IDS
 
-    for env_id, kwargs in {**ENV_IDS, **COMPOSE_ENV_IDS}.items():
+    for env_id, kwargs in {**ENV_IDS, **COMPOSE_ENV_IDS, **RLRF4REC_ENV_IDS}.items():
         print(f"{env_id:29s} " + " ".join(f"{k}={v}" for k, v in kwargs.items()))
     print(f"{'hint_team_v0':29s} PettingZoo: from rec_gym.envs import hint_team_v0; hint_team_v0.parallel_env()")
     return 0
