@@ -24,6 +24,12 @@ SUBCOMMANDS = {
     "evaluate": ("rec_gym.agents.cli", "configure_evaluate", "run_evaluate", "evaluate a saved policy on a split"),
     "benchmark": ("rec_gym.agents.cli", "configure_benchmark", "run_benchmark",
                   "train and compare algorithms over seeds; write tables and plots"),
+    "train-recsys": ("rec_gym.recsys.cli", "configure_train_recsys", "run_train_recsys",
+                     "train and evaluate SASRec (plain or knowledge-augmented) on a dataset"),
+    "dpo-data": ("rec_gym.recsys.cli", "configure_dpo_data", "run_dpo_data",
+                 "write DPO preference pairs (best vs worst preference text per session) from an RLRF4Rec env"),
+    "dpo-train": ("rec_gym.recsys.cli", "configure_dpo_train", "run_dpo_train",
+                  "tune an hf: model on DPO pairs with TRL's DPOTrainer (the [dpo] extra)"),
 }
 
 
@@ -41,9 +47,9 @@ def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _envs(args: argparse.Namespace) -> int:
-    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS
+    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS, RLRF4REC_ENV_IDS
 
-    for env_id, kwargs in {**ENV_IDS, **COMPOSE_ENV_IDS}.items():
+    for env_id, kwargs in {**ENV_IDS, **COMPOSE_ENV_IDS, **RLRF4REC_ENV_IDS}.items():
         print(f"{env_id:29s} " + " ".join(f"{k}={v}" for k, v in kwargs.items()))
     print(f"{'hint_team_v0':29s} PettingZoo: from rec_gym.envs import hint_team_v0; hint_team_v0.parallel_env()")
     return 0

@@ -39,7 +39,7 @@ def test_every_option_of_every_subcommand_has_help_text():
     walked = list(_walk(build_parser()))
     commands = {name for name, _ in walked}
     assert commands == {"rec-gym", *(f"rec-gym {c}" for c in ("envs", "show", "precompute", "build-kb", "train", "evaluate",
-                                                            "benchmark"))}
+                                                            "benchmark", "train-recsys", "dpo-data", "dpo-train"))}
     missing = [f"{name} {'/'.join(action.option_strings) or action.dest}" for name, action in walked
                if not action.help or action.help == argparse.SUPPRESS]
     assert missing == []
@@ -89,11 +89,11 @@ def test_version_is_the_package_version(capsys):
 
 
 def test_envs_lists_every_id_and_the_team(capsys):
-    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS
+    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS, RLRF4REC_ENV_IDS
 
     assert main(["envs"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == [*ENV_IDS, *COMPOSE_ENV_IDS, "hint_team_v0"]
+    assert listed == [*ENV_IDS, *COMPOSE_ENV_IDS, *RLRF4REC_ENV_IDS, "hint_team_v0"]
 
 
 def test_a_model_that_cannot_be_had_is_one_line_with_status_1(capsys, monkeypatch):

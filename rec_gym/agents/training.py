@@ -63,7 +63,7 @@ RECEIVED_POLICIES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy", "rec_gym.agen
                      "rec_gym.agents.features.SquaredFeaturesDQNPolicy")
 # Env arguments that reach outside the process (an LLM server or model download, environment variables
 # named in llm_kwargs, files to read or write): a received run's config.json never chooses them.
-LOCAL_ONLY_KWARGS = ("llm", "llm_kwargs", "feedback_table", "data_dir")
+LOCAL_ONLY_KWARGS = ("llm", "llm_kwargs", "feedback_table", "data_dir", "writer", "writer_kwargs", "recommender")
 CONFIG_NAME = "config.json"
 MODEL_NAME = "model.zip"
 NORMALIZATION_NAME = "normalization.json"
@@ -441,7 +441,7 @@ def received_config(config: Any, config_path: Path, local_kwargs: dict[str, Any]
     Raises ``ValueError`` naming the entry when the config names an algorithm, env id or field this
     package does not make itself, or asks for an argument that must come from the caller.
     """
-    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS
+    from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS, RLRF4REC_ENV_IDS
 
     if not isinstance(config, dict):
         raise ValueError(f"{config_path}: expected a JSON object written by `rec-gym train`")
@@ -450,7 +450,7 @@ def received_config(config: Any, config_path: Path, local_kwargs: dict[str, Any]
             raise ValueError(f"{config_path}: {key!r} is missing or not a {kind.__name__}")
     if config["algo"].lower() not in ALGOS:
         raise ValueError(f"{config_path}: algo={config['algo']!r} is not one of {ALGOS}")
-    env_ids = (*ENV_IDS, *COMPOSE_ENV_IDS)
+    env_ids = (*ENV_IDS, *COMPOSE_ENV_IDS, *RLRF4REC_ENV_IDS)
     if config["env_id"] not in env_ids:
         raise ValueError(f"{config_path}: env_id={config['env_id']!r} is not an env id of rec_gym ({', '.join(env_ids)})")
     asked = local_only_kwargs(config["env_kwargs"])

@@ -23,6 +23,15 @@ ENV_IDS = {
 COMPOSE_ENV_IDS = {env_id.replace("Re2LLM-", "Re2LLMCompose-"): kwargs for env_id, kwargs in ENV_IDS.items()}
 
 
+# The RLRF4Rec preference-selection ids (rec_gym.envs.rlrf4rec): the same datasets; the LLM writes the texts.
+RLRF4REC_ENV_IDS = {
+    "RLRF4Rec-ML1M-v0": {"dataset": "ml-1m", "writer": REAL_DATA_LLM, "encoder": "minilm", "observation": "embedding"},
+    "RLRF4Rec-Steam-v0": {"dataset": "steam", "writer": REAL_DATA_LLM, "encoder": "minilm", "observation": "embedding"},
+    "RLRF4Rec-Synthetic-v0": {"dataset": "synthetic", "writer": "simulated", "encoder": "hashing",
+                              "observation": "profile"},
+}
+
+
 def register_envs() -> None:
     for env_id, kwargs in ENV_IDS.items():
         if env_id not in registry:
@@ -31,6 +40,9 @@ def register_envs() -> None:
     for env_id, kwargs in COMPOSE_ENV_IDS.items():
         if env_id not in registry:
             register(id=env_id, entry_point="rec_gym.envs.compose:Re2LLMComposeEnv", kwargs=dict(kwargs))
+    for env_id, kwargs in RLRF4REC_ENV_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point="rec_gym.envs.rlrf4rec:RLRF4RecEnv", kwargs=dict(kwargs))
 
 
 def __getattr__(name: str):
@@ -48,7 +60,12 @@ def __getattr__(name: str):
         from rec_gym.envs.vector import Re2LLMVectorEnv
 
         return Re2LLMVectorEnv
+    if name == "RLRF4RecEnv":
+        from rec_gym.envs.rlrf4rec import RLRF4RecEnv
+
+        return RLRF4RecEnv
     raise AttributeError(name)
 
 
-__all__ = ["Re2LLMEnv", "Re2LLMComposeEnv", "Re2LLMVectorEnv", "ENV_IDS", "COMPOSE_ENV_IDS", "register_envs"]
+__all__ = ["Re2LLMEnv", "Re2LLMComposeEnv", "Re2LLMVectorEnv", "RLRF4RecEnv", "ENV_IDS", "COMPOSE_ENV_IDS",
+           "RLRF4REC_ENV_IDS", "register_envs"]

@@ -1,0 +1,122 @@
+"""Simulated preference writing (purpose ``"preference"``): a stand-in for an LLM, not a language model.
+
+RLRF4Rec's LLM reads a user's history and writes the user's preferences. The simulated backend
+writes them from the session's item attributes instead, so that the whole pipeline (generate,
+score with the recommender, pick best and worst, train) runs offline and in the tests. Its texts
+are templates filled with facts; they are not an LLM's behaviour and results obtained with them
+say nothing about what an LLM would write.
+
+What it writes, given ``request.context["history"]`` (the session's items, oldest first) and
+``request.context["domain"]``:
+
+- the factors the history supports: the most frequent genres, a creator who made at least 30% of
+  the items, a decade holding at least 40% of them, the popularity level (mainstream or niche),
+  shared title words (a series) and the most recent item;
+- with ``temperature == 0``: always the faithful text naming every supported factor;
+- with ``temperature > 0``, per ``request.sample`` (deterministic given the history, the sample,
+  the temperature and the backend's seed), one of: a faithful text on a random subset of the
+  supported factors (the usual case), an unhelpful text that names no factor, a wrong text (genres
+  the history does not have, the opposite popularity level and another era), or a reply that breaks
+  the required ``Factors: ... / Preference: ...`` structure. The higher the temperature (capped at
+  1.5), the likelier the last three: at temperature 1, 60% faithful, 15% unhelpful, 15% wrong, 10%
+  broken structure.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from rec_gym.data.types import Item, title_words
+from rec_gym.llm.protocol import GenerateRequest
+from rec_gym.storage import stable_hash
+
+if TYPE_CHECKING:
+    from rec_gym.llm.simulated import SimulatedLLM
+
+KINDS = ("faithful", "unhelpful", "wrong", "broken")
+_BASE_PROBS = np.array([0.60, 0.15, 0.15, 0.10])
+_GENERIC = ("enjoys a good story and well-made {noun}s", "likes {noun}s that are entertaining",
+            "is open to many kinds of {noun}s and values quality", "wants something fun to pass the time")
+_FALLBACK_GENRES = ("Documentary", "Western", "Musical", "Horror", "Animation", "Romance", "Sports", "Strategy",
+                    "Racing", "Puzzle", "War", "Film-Noir")
+
+
+def supported_factors(history: Sequence[Item], domain: str) -> dict[str, str]:
+    """Factor name -> the phrase saying it, for each factor the history supports (see the module docstring)."""
+    noun = "game" if domain == "game" else "movie"
+    n = max(len(history), 1)
+    factors: dict[str, str] = {}
+    genres = Counter(g for item in history for g in item.genres)
+    if genres:
+        top = [g for g, _ in genres.most_common(3)]
+        factors["genres"] = f"prefers {' and '.join(top[:2]) if len(top) < 3 else ', '.join(top[:2]) + ' and ' + top[2]} {noun}s"
+    creators = Counter(item.creator for item in history if item.creator)
+    if creators:
+        creator, count = creators.most_common(1)[0]
+        if count / n >= 0.3:
+            maker = "developer" if domain == "game" else "director"
+            factors["creators"] = f"returns to the same {maker}, {creator}"
+    decades = Counter(item.year // 10 * 10 for item in history if item.year is not None)
+    if decades:
+        decade, count = decades.most_common(1)[0]
+        if count / n >= 0.4:
+            factors["era"] = f"favours releases from the same era, the {decade}s"
+    if history:
+        popularity = float(np.mean([item.popularity for item in history]))
+        factors["popularity"] = (f"likes popular, mainstream {noun}s" if popularity >= 0.5
+                                 else f"seeks out niche, lesser-known {noun}s")
+    words = Counter(w for item in history for w in title_words(item.title))
+    shared = [w for w, c in words.most_common(3) if c >= 2]
+    if shared:
+        factors["series"] = f"follows a series or franchise ({shared[0]})"
+    if history:
+        factors["recent"] = f"is most drawn to {noun}s like the most recent one, {history[-1].title}"
+    return factors
+
+
+def _render(factors: dict[str, str], domain: str) -> str:
+    noun = "game" if domain == "game" else "movie"
+    names = ", ".join(factors) or "none"
+    body = "; ".join(factors.values()) or f"has no clear taste in {noun}s"
+    return f"Factors: {names}\nPreference: The user {body}."
+
+
+def write(llm: "SimulatedLLM", request: GenerateRequest) -> str:
+    """One simulated preference reply for ``request`` (see the module docstring)."""
+    context = request.context or {}
+    history: Sequence[Item] = tuple(context.get("history") or ())
+    domain = str(context.get("domain", "movie"))
+    if not history:
+        raise ValueError("the simulated preference writer needs request.context['history'] (the session's items); "
+                         "build requests with rec_gym.recsys.preferences.preference_request")
+    factors = supported_factors(history, domain)
+    if request.temperature == 0:
+        return _render(factors, domain)
+    rng = np.random.default_rng(int(stable_hash("preference", llm.seed, [i.item_id for i in history], request.sample,
+                                                request.temperature), 16))
+    heat = min(float(request.temperature), 1.5)
+    probs = _BASE_PROBS * np.array([1.0, heat, heat, heat])
+    kind = KINDS[int(rng.choice(len(KINDS), p=probs / probs.sum()))]
+    noun = "game" if domain == "game" else "movie"
+    if kind == "unhelpful":
+        return f"Factors: taste\nPreference: The user {_GENERIC[int(rng.integers(len(_GENERIC)))].format(noun=noun)}."
+    if kind == "wrong":
+        present = {g for item in history for g in item.genres}
+        absent = [g for g in _FALLBACK_GENRES if g not in present]
+        picked = [absent[int(i)] for i in rng.choice(len(absent), size=min(2, len(absent)), replace=False)]
+        popular = "popularity" in factors and "mainstream" in factors["popularity"]
+        wrong = {"genres": f"prefers {' and '.join(picked)} {noun}s",
+                 "popularity": f"seeks out niche, lesser-known {noun}s" if popular else f"likes popular, mainstream {noun}s",
+                 "era": "favours releases from the same era, the " + ("1950s" if rng.random() < 0.5 else "2010s")}
+        return _render(wrong, domain)
+    names = list(factors)
+    size = int(rng.integers(1, min(3, len(names)) + 1)) if names else 0
+    chosen = sorted(rng.choice(len(names), size=size, replace=False).tolist()) if size else []
+    text = _render({names[i]: factors[names[i]] for i in chosen}, domain)
+    if kind == "broken":
+        # The preference without its required structure: the kind of reply structure alignment rejects.
+        return text.split("Preference: ", 1)[1].replace("The user", "I think this user", 1)
+    return text

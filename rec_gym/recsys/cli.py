@@ -1,0 +1,142 @@
+"""`rec-gym train-recsys`, `dpo-data` and `dpo-train`: the RLRF4Rec commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from rec_gym.data.embeddings import check_encoder
+
+
+def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="dataset name or session folder (as gym.make's dataset=)")
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
+    parser.add_argument("--out", required=True, help="output folder: model.safetensors + config.json")
+    parser.add_argument("--epochs", type=int, default=80, help="passes over the training sequences (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=128, help="sequences per batch (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--dim", type=int, default=64, help="embedding size (default: %(default)s)")
+    parser.add_argument("--blocks", type=int, default=2, help="self-attention blocks (default: %(default)s)")
+    parser.add_argument("--dropout", type=float, default=0.5, help="dropout rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed; the dataset's seed is 0 (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    parser.add_argument("--validate-every", type=int, default=5,
+                        help="keep the weights of the best validation NDCG@10, measured every so many epochs "
+                             "(0: keep the last; default: %(default)s)")
+    parser.add_argument("--knowledge", action="store_true",
+                        help="train the knowledge-augmented variant on preference texts of the training sessions")
+    parser.add_argument("--writer", default="simulated", help="backend writing the preference texts (default: %(default)s)")
+    parser.add_argument("--n-texts", type=int, default=10, help="preference texts per training session (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the texts (default: %(default)s)")
+    parser.add_argument("--encoder", default="minilm", help="frozen text encoder: minilm, hashing or st:<model> (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def run_train_recsys(args: argparse.Namespace) -> int:
+    from rec_gym.data import load_dataset
+    from rec_gym.llm import make_llm
+    from rec_gym.recsys.model import PopularityRecommender
+    from rec_gym.recsys.preferences import embed_texts, generate_preferences
+    from rec_gym.recsys.sasrec import SASRecConfig
+    from rec_gym.recsys.training import evaluate_recommender, train_sasrec
+
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    dataset = load_dataset(args.dataset, args.data_dir)
+    progress = not args.no_progress
+    texts = None
+    held_out: dict[str, np.ndarray] = {}
+    if args.knowledge:
+        check_encoder(args.encoder)
+        writer = make_llm(args.writer)
+        train_rows = dataset.indices("train")
+        replies = generate_preferences(writer, dataset, train_rows, n=args.n_texts, temperature=args.temperature,
+                                       progress=progress)
+        flat = embed_texts([t for r in replies for t in r], args.encoder, progress=progress)
+        texts = {int(r): flat[k * args.n_texts:(k + 1) * args.n_texts] for k, r in enumerate(train_rows)}
+        for split in ("val", "test"):
+            # Evaluated with the greedy (temperature 0) text of each held-out session.
+            greedy = generate_preferences(writer, dataset, dataset.indices(split), n=1, temperature=0.0, progress=False)
+            held_out[split] = embed_texts([r[0] for r in greedy], args.encoder)
+    text_dim = next(iter(texts.values())).shape[1] if texts else 0
+    config = SASRecConfig(n_items=len(dataset.catalog), dim=args.dim, n_blocks=args.blocks, dropout=args.dropout,
+                          text_dim=text_dim)
+    model = train_sasrec(dataset, config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         texts=texts, encoder=args.encoder if args.knowledge else None, threads=args.threads,
+                         validate_every=args.validate_every, progress=progress)
+    metrics = {split: {"sasrec": evaluate_recommender(model, dataset, split),
+                       "popularity": evaluate_recommender(PopularityRecommender(dataset), dataset, split)}
+               for split in ("val", "test")}
+    for split, embeddings in held_out.items():
+        metrics[split]["sasrec_with_text"] = evaluate_recommender(model, dataset, split, embeddings)
+    model.info["metrics"] = metrics
+    if args.knowledge:
+        model.info["preference_texts"] = {"writer": writer.name, "n": args.n_texts,
+                                          "temperature": args.temperature}
+    out = model.save(args.out)
+    print(json.dumps(metrics["test"], indent=2))
+    print(f"saved {out}/model.safetensors and {out}/config.json")
+    return 0
+
+
+def configure_dpo_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="an RLRF4Rec env id, e.g. RLRF4Rec-Synthetic-v0")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="gym.make kwargs, e.g. writer=simulated n_texts=10")
+    parser.add_argument("--split", default="train", help="sessions to pair (default: %(default)s)")
+    parser.add_argument("--out", required=True, help="the pairs file (JSON lines)")
+    parser.add_argument("--margin", type=float, default=0.0,
+                        help="drop score pairs whose best-minus-worst NDCG@10 is not above this (default: %(default)s)")
+
+
+def run_dpo_data(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import rec_gym  # noqa: F401  (registers the ids)
+    from rec_gym.agents.tasks import check_env_kwargs
+    from rec_gym.cli import parse_env_kwargs
+    from rec_gym.envs import RLRF4REC_ENV_IDS
+    from rec_gym.recsys.dpo import preference_pairs, write_pairs
+
+    if args.env not in RLRF4REC_ENV_IDS:
+        raise ValueError(f"--env {args.env!r} is not an RLRF4Rec id; use one of {', '.join(RLRF4REC_ENV_IDS)}")
+    if args.margin < 0:
+        raise ValueError(f"--margin must be >= 0, got {args.margin}")
+    kwargs = parse_env_kwargs(args.env_kwargs)
+    check_env_kwargs(args.env, kwargs)
+    env = gym.make(args.env, split=args.split, **kwargs)
+    pairs, counts = preference_pairs(env.unwrapped.task, margin=args.margin)
+    out = write_pairs(pairs, args.out)
+    print(json.dumps({**counts.as_dict(), "out": str(out)}, indent=2))
+    return 0
+
+
+def configure_dpo_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="the model to tune: hf:<local folder> or a folder")
+    parser.add_argument("--pairs", required=True, help="a pairs file written by `rec-gym dpo-data`")
+    parser.add_argument("--out", required=True, help="folder for the tuned model (load it with llm=hf:<out>)")
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=2, help="pairs per step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=5e-6, help="learning rate (default: %(default)s)")
+    parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+
+
+def run_dpo_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rec_gym.recsys.dpo import dpo_train
+
+    model = args.model[3:] if args.model.startswith("hf:") else args.model
+    if not Path(model).is_dir():
+        raise FileNotFoundError(f"--model {args.model!r}: {model} is not a local model folder; dpo-train tunes a "
+                                "model saved on this machine (a Hub model: download it first, e.g. with "
+                                "huggingface-cli download, and pass its folder)")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    out = dpo_train(model, args.pairs, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                    beta=args.beta, seed=args.seed)
+    print(f"tuned model written to {out}; use it with llm='hf:{out}' (or --writer hf:{out})")
+    return 0

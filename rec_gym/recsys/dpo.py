@@ -1,0 +1,151 @@
+"""DPO preference pairs from recommender feedback (RLRF4Rec step 4), and DPO training of an ``hf:`` model.
+
+Per session, of the ``N`` sampled preference replies, the best one the recommender scores and the
+worst one form a pair, in the format TRL's ``DPOTrainer`` reads (conversational: ``prompt`` is the
+chat messages, ``chosen`` and ``rejected`` one assistant message each) plus the scores and the
+provenance. Structure alignment: a reply that breaks the required ``Factors:``/``Preference:``
+structure is never chosen, and when a session has one, it is the rejected reply (whatever its score),
+so the tuned model learns the format; such pairs are kept whatever the margin. Otherwise a pair
+whose score margin is not above ``margin`` carries no preference and is dropped (and counted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rec_gym.recsys.preferences import TEMPLATE_VERSION, preference_request
+from rec_gym.storage import atomic_path
+
+
+@dataclass
+class PairCounts:
+    """What happened to each session: ``pairs`` written, of which ``structure`` pair a malformed reply;
+    ``dropped_margin`` (best minus worst not above the margin), ``dropped_malformed`` (no well-formed reply)."""
+
+    sessions: int = 0
+    pairs: int = 0
+    structure: int = 0
+    dropped_margin: int = 0
+    dropped_malformed: int = 0
+    margin: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sessions": self.sessions, "pairs": self.pairs, "structure_pairs": self.structure,
+                "dropped_margin": self.dropped_margin, "dropped_malformed": self.dropped_malformed,
+                "margin": self.margin, **self.extra}
+
+
+def preference_pairs(task: Any, margin: float = 0.0) -> tuple[list[dict[str, Any]], PairCounts]:
+    """The DPO pairs of an :class:`~rec_gym.envs.rlrf4rec.RLRF4RecTask` (one per session at most), and the counts.
+
+    Scores are the recommender's NDCG@10 of each reply (``task.ndcg[:, 1:]``).
+    """
+    counts = PairCounts(margin=float(margin))
+    provenance = {"dataset": task.dataset.name, "dataset_fingerprint": task.dataset.fingerprint,
+                  "split": task.split, "writer": task.writer.name, "template_version": TEMPLATE_VERSION,
+                  "recommender": task.recommender.weights_hash(), "n_texts": task.n_texts,
+                  "score": "NDCG@10 of the knowledge-augmented SASRec over the session's candidates"}
+    pairs = []
+    for i in range(task.n_sessions):
+        counts.sessions += 1
+        scores, ok = task.ndcg[i, 1:], task.well_formed[i]
+        if not ok.any():
+            counts.dropped_malformed += 1
+            continue
+        good = np.flatnonzero(ok)
+        chosen = int(good[np.argmax(scores[good])])
+        bad = np.flatnonzero(~ok)
+        if bad.size:
+            rejected, kind = int(bad[np.argmin(scores[bad])]), "structure"
+        else:
+            rejected, kind = int(good[np.argmin(scores[good])]), "score"
+            if scores[chosen] - scores[rejected] <= margin:
+                counts.dropped_margin += 1
+                continue
+        row = int(task.rows[i])
+        request = preference_request(task.dataset.session_items(row)[0], task.dataset.domain)
+        pairs.append({"prompt": request.as_dicts(),
+                      "chosen": [{"role": "assistant", "content": task.replies[i][chosen]}],
+                      "rejected": [{"role": "assistant", "content": task.replies[i][rejected]}],
+                      "chosen_score": float(scores[chosen]), "rejected_score": float(scores[rejected]),
+                      "no_text_score": float(task.ndcg[i, 0]), "kind": kind,
+                      "session_id": str(task.dataset.session_ids[row]), "provenance": provenance})
+        counts.pairs += 1
+        counts.structure += kind == "structure"
+    return pairs, counts
+
+
+def write_pairs(pairs: list[dict[str, Any]], out: str | os.PathLike) -> Path:
+    """One JSON object per line, written atomically."""
+    out = Path(out)
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for pair in pairs:
+            fh.write(json.dumps(pair, ensure_ascii=False) + "\n")
+    return out
+
+
+def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The pairs of a ``dpo-data`` file; an error names the line that is not a pair."""
+    pairs = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                pair = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {number}: not JSON ({exc.msg})") from None
+            missing = {"prompt", "chosen", "rejected"} - set(pair)
+            if missing:
+                raise ValueError(f"{path} line {number}: missing {', '.join(sorted(missing))}; write pairs with "
+                                 "`rec-gym dpo-data`")
+            pairs.append(pair)
+    if not pairs:
+        raise ValueError(f"{path} holds no pairs")
+    return pairs
+
+
+def dpo_train(model_path: str | os.PathLike, pairs_path: str | os.PathLike, out: str | os.PathLike, *,
+              steps: int = 100, batch_size: int = 2, lr: float = 5e-6, beta: float = 0.1, seed: int = 0,
+              max_length: int = 512) -> Path:
+    """Tune the causal LM at ``model_path`` (a local folder, as ``hf:<path>`` loads it) with TRL's DPOTrainer.
+
+    Writes the tuned model and its tokenizer to ``out`` (safetensors), so ``llm="hf:<out>"`` and the
+    preference writer load it, and the loop generate -> score -> pair -> tune can run again.
+    Needs the ``[dpo]`` extra (``pip install "rec_gym[dpo]"``: trl, datasets).
+    """
+    try:
+        from datasets import Dataset
+        from trl import DPOConfig, DPOTrainer
+    except ImportError as exc:
+        raise ImportError(f"rec-gym dpo-train needs the [dpo] extra (pip install 'rec_gym[dpo]'): {exc}") from None
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    pairs = read_pairs(pairs_path)
+    records = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), trust_remote_code=False)
+    out = Path(out)
+    config = DPOConfig(output_dir=str(out / "trainer"), max_steps=int(steps), per_device_train_batch_size=int(batch_size),
+                       learning_rate=float(lr), beta=float(beta), seed=int(seed), max_length=int(max_length),
+                       logging_steps=1, save_strategy="no", report_to=[],
+                       use_cpu=not torch.cuda.is_available())
+    trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(records),
+                         processing_class=tokenizer)
+    result = trainer.train()
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    (out / "dpo.json").write_text(json.dumps({"base_model": str(model_path), "pairs": str(pairs_path),
+                                              "n_pairs": len(records), "steps": int(steps), "beta": beta, "lr": lr,
+                                              "seed": seed, "train_loss": float(result.training_loss)}, indent=2))
+    return out

@@ -1,0 +1,149 @@
+"""Preference texts: the LLM reads a session's history and writes the user's preferences (RLRF4Rec step 1).
+
+The prompt is factor-based: the model first names the factors that matter for this domain (genres,
+creators, era, themes, popularity), then writes the preference, in a fixed two-line structure::
+
+    Factors: <comma-separated factors>
+    Preference: <the user's preference>
+
+:func:`parse_preference` checks that structure; a reply that breaks it is never a "chosen" reply in
+DPO pairs (structure alignment). ``N`` texts per session are sampled at a temperature, each request
+with its own ``sample`` index, through :class:`~rec_gym.llm.response_cache.CachedBackend`, so every
+text is generated once and cached by model, template, conversation, temperature and sample.
+Any writer backend works (``simulated``, ``hf:``, ``openai:``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rec_gym.data.embeddings import TextEncoder, _encode_with_progress, make_encoder
+from rec_gym.data.types import Item, SessionDataset
+from rec_gym.llm.protocol import GenerateRequest, can_write
+
+TEMPLATE_VERSION = "rlrf4rec-preference-v1"
+DEFAULT_N = 10
+DEFAULT_TEMPERATURE = 1.0
+MAX_NEW_TOKENS = 160
+_SYSTEM = "You are an expert analyst of what people enjoy. Answer in exactly the format asked for."
+_FACTORS = {"movie": "genres, directors, era, themes, popularity", "game": "genres, developers, era, themes, popularity"}
+_STRUCTURE = re.compile(r"^\s*factors\s*:\s*(?P<factors>\S.*?)\s*\n+\s*preference\s*:\s*(?P<preference>\S.*?)\s*$",
+                        re.IGNORECASE | re.DOTALL)
+_REASONING = re.compile(r"<\s*(think|thinking|reasoning)\s*>.*?<\s*/\s*\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def preference_prompt(history: Sequence[Item], domain: str) -> str:
+    """The user message asking for one session's preference text."""
+    verb, noun = ("purchased", "video games") if domain == "game" else ("watched", "movies")
+    titles = "; ".join(item.title for item in history)
+    return (f"A user {verb} the following {noun} in order: {titles}. First name the factors that matter most for "
+            f"choosing {noun} for this user (for example {_FACTORS.get(domain, _FACTORS['movie'])}). Then describe "
+            f"the user's preferences in one to three sentences. Answer in exactly this format:\n"
+            f"Factors: <comma-separated factors>\nPreference: <the user's preferences>")
+
+
+def preference_request(history: Sequence[Item], domain: str, sample: int = 0, temperature: float = DEFAULT_TEMPERATURE,
+                       max_new_tokens: int = MAX_NEW_TOKENS) -> GenerateRequest:
+    """The generation request for one sample of one session's preference text."""
+    return GenerateRequest((("system", _SYSTEM), ("user", preference_prompt(history, domain))), purpose="preference",
+                           template_version=TEMPLATE_VERSION, max_new_tokens=max_new_tokens, temperature=temperature,
+                           sample=sample, context={"history": tuple(history), "domain": domain})
+
+
+@dataclass(frozen=True)
+class ParsedPreference:
+    """A reply in the required structure: the factors it names and the preference it states."""
+
+    factors: tuple[str, ...]
+    preference: str
+
+
+def parse_preference(reply: str) -> ParsedPreference | None:
+    """The reply's factors and preference, or ``None`` when it breaks the ``Factors:``/``Preference:`` structure.
+
+    >>> parse_preference("Factors: genres, era\\nPreference: Likes 1990s comedies.").factors
+    ('genres', 'era')
+    >>> parse_preference("Likes 1990s comedies.") is None
+    True
+    """
+    text = _REASONING.sub("", reply or "").strip()
+    match = _STRUCTURE.match(text)
+    if match is None or "\n" in match.group("factors"):
+        return None
+    factors = tuple(f.strip() for f in match.group("factors").split(",") if f.strip())
+    return ParsedPreference(factors, match.group("preference")) if factors else None
+
+
+def generate_preferences(writer: Any, dataset: SessionDataset, rows: Sequence[int], n: int = DEFAULT_N,
+                         temperature: float = DEFAULT_TEMPERATURE, cache: "str | os.PathLike | None | bool" = None,
+                         progress: bool = True, sessions_per_batch: int = 16) -> list[list[str]]:
+    """``n`` sampled preference replies for each session of ``rows`` (dataset rows), in row order.
+
+    Args:
+        writer: a backend with ``write`` (``make_llm("simulated")``, ``hf:``, ``openai:``), or a
+            :class:`~rec_gym.llm.response_cache.CachedBackend` around one.
+        cache: the response-cache file (default: the shared one under ``$REC_GYM_CACHE``); ``False``
+            calls the backend directly (nothing cached).
+
+    Returns ``replies[k][s]``: sample ``s`` of session ``rows[k]``, the raw reply (see :func:`parse_preference`).
+    """
+    from rec_gym.llm.response_cache import CachedBackend
+
+    if n < 1:
+        raise ValueError(f"n (texts per session) must be >= 1, got {n}")
+    if not can_write(writer):
+        raise TypeError(f"backend {getattr(writer, 'name', writer)!r} does not write text; use simulated, hf:<model> or "
+                        "openai:<model>")
+    if cache is not False and not isinstance(writer, CachedBackend):
+        writer = CachedBackend(writer, cache if cache not in (None, True) else None)
+    replies: list[list[str]] = []
+    rows = [int(r) for r in rows]
+    with tqdm(total=len(rows) * n, desc=f"preference texts ({dataset.name})", unit="text", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for start in range(0, len(rows), sessions_per_batch):
+            requests = []
+            for row in rows[start:start + sessions_per_batch]:
+                history = dataset.session_items(row)[0]
+                requests += [preference_request(history, dataset.domain, s, temperature) for s in range(n)]
+            texts = writer.write(requests)
+            replies += [texts[k:k + n] for k in range(0, len(texts), n)]
+            bar.update(len(requests))
+    return replies
+
+
+def preference_text(reply: str) -> str:
+    """What the recommender reads of a reply: factors and preference of a well-formed one, else the whole reply."""
+    parsed = parse_preference(reply)
+    if parsed is None:
+        return _REASONING.sub("", reply or "").strip()
+    return f"Factors: {', '.join(parsed.factors)}. Preference: {parsed.preference}"
+
+
+@lru_cache(maxsize=4)
+def _encoder(spec: str) -> TextEncoder:
+    return make_encoder(spec)
+
+
+def embed_texts(texts: Sequence[str], encoder: "str | TextEncoder", progress: bool = False) -> np.ndarray:
+    """float32 ``(len(texts), dim)``: unit-norm embeddings of preference replies (:func:`preference_text` of each).
+
+    ``progress`` shows a bar over the distinct texts (worth it for a model encoder on a CPU).
+    """
+    model = _encoder(encoder) if isinstance(encoder, str) else encoder
+    if not texts:
+        return np.zeros((0, model.dim), dtype=np.float32)
+    # Sampled replies repeat (the same text for several samples or sessions): each distinct one is encoded once.
+    distinct: dict[str, int] = {}
+    index = [distinct.setdefault(preference_text(t), len(distinct)) for t in texts]
+    if progress:
+        vectors = _encode_with_progress(model, list(distinct), "embedding preference texts")
+    else:
+        vectors = np.asarray(model.encode(list(distinct)), dtype=np.float32)
+    return vectors[np.array(index)]

@@ -1,0 +1,181 @@
+"""Training SASRec on a dataset's training sessions, and evaluating any recommender on a split.
+
+Training sequences are the training split's sessions, history then target, and the validation and
+test sessions' histories without their targets (:func:`training_sequences`). Each position predicts the next item: binary cross-entropy of the
+true next item against one negative drawn uniformly from the items not in the sequence, as in
+SASRec. The knowledge-augmented model also reads, per session and per epoch, one of that session's
+preference texts (embedded by the frozen encoder beforehand), or none with probability
+``text_dropout``, so that it also scores sessions without a text.
+
+Evaluation uses the splits and candidate sets the environments use: HR@10 and NDCG@10 of the
+target among the session's candidates, and among all catalog items (history items excluded).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rec_gym.data.types import SessionDataset
+from rec_gym.metrics import hit_at_k, ndcg_at_k
+from rec_gym.recsys.model import SASRecRecommender, candidate_ranks, catalog_ranks
+from rec_gym.recsys.sasrec import SASRec, SASRecConfig, left_padded
+
+TOP_K = 10
+
+
+def training_sequences(dataset: SessionDataset) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(dataset rows, sequences) the recommender learns from: every training session's history followed by
+    its target, and the histories alone of the validation and test sessions.
+
+    A held-out session's history is known when its next item is asked for, so it is training data, as
+    in SASRec's own protocol (a user's earlier items train the model that predicts the last one); no
+    validation or test target is ever seen.
+    """
+    rows = np.arange(len(dataset))
+    train = dataset.split == "train"
+    sequences = [np.append(dataset.history_of(int(r)), dataset.target[r]) if train[r] else dataset.history_of(int(r))
+                 for r in rows]
+    keep = np.array([len(s) >= 2 for s in sequences], dtype=bool)
+    return rows[keep], [s for s, k in zip(sequences, keep) if k]
+
+
+def _negatives(positives: np.ndarray, sequences: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
+    """Tokens (index + 1) drawn uniformly from the catalog, redrawn where they hit the row's own items."""
+    neg = rng.integers(1, n_items + 1, size=positives.shape)
+    for _ in range(3):
+        clash = (neg[:, :, None] == sequences[:, None, :]).any(-1) & (positives > 0)
+        if not clash.any():
+            break
+        neg[clash] = rng.integers(1, n_items + 1, size=int(clash.sum()))
+    return neg
+
+
+def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *, epochs: int = 200,
+                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
+                 texts: Mapping[int, np.ndarray] | None = None, encoder: str | None = None, text_dropout: float = 0.3,
+                 threads: int = 1, validate_every: int = 0, progress: bool = True) -> SASRecRecommender:
+    """Train SASRec on the training split of ``dataset``.
+
+    Args:
+        config: the model's shape (default: ``SASRecConfig(n_items=len(catalog))``, plus ``text_dim``
+            from ``texts``).
+        epochs: passes over the training sequences.
+        texts: knowledge augmentation: dataset row -> float32 ``(k, text_dim)``, the embeddings of that
+            session's ``k`` preference texts (rows missing here train without a text).
+        encoder: the encoder spec that embedded ``texts``; recorded so scoring embeds new texts the same way.
+        text_dropout: probability that a session is shown no text in an epoch.
+        threads: torch CPU threads (training is small; more threads rarely help).
+        validate_every: when > 0, measure NDCG@10 among the candidates of the validation sessions (without
+            texts) every this many epochs and keep the weights of the best measurement (early stopping, as
+            in SASRec's own protocol); the curve is recorded in ``info["training"]["validation"]``.
+        progress: show a progress bar over epochs.
+
+    Returns the trained recommender, in eval mode. Seeded: the same arguments give the same weights.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    text_dim = 0
+    if texts:
+        text_dim = int(next(iter(texts.values())).shape[1])
+    if config is None:
+        config = SASRecConfig(n_items=len(dataset.catalog), text_dim=text_dim)
+    if config.n_items != len(dataset.catalog):
+        raise ValueError(f"config.n_items={config.n_items} but the catalog of {dataset.name!r} has {len(dataset.catalog)} items")
+    if texts and config.text_dim != text_dim:
+        raise ValueError(f"config.text_dim={config.text_dim} but the texts are {text_dim}-d")
+    rows, sequences = training_sequences(dataset)
+    tokens = left_padded(sequences, config.max_len + 1)  # inputs are [:-1], next items [1:]
+    inputs, positives = torch.from_numpy(tokens[:, :-1]), torch.from_numpy(tokens[:, 1:])
+    model = SASRec(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    started = time.time()
+    history: list[float] = []
+    validation: list[tuple[int, float]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    bar = tqdm(range(epochs), desc=f"training {config.knowledge and 'knowledge-augmented ' or ''}SASRec on {dataset.name}",
+               unit="epoch", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        model.train()
+        for _ in bar:
+            order = rng.permutation(len(rows))
+            total, count = 0.0, 0
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                x, pos = inputs[batch], positives[batch]
+                neg = torch.from_numpy(_negatives(pos.numpy(), tokens[batch], config.n_items, rng))
+                text = has = None
+                if config.knowledge:
+                    text, has = _text_batch(rows[batch], texts or {}, config.text_dim, text_dropout, rng)
+                hidden = model(x, text, has)
+                pos_logit = (hidden * model.item_emb(pos)).sum(-1)
+                neg_logit = (hidden * model.item_emb(neg)).sum(-1)
+                mask = pos > 0
+                loss = loss_fn(pos_logit[mask], torch.ones_like(pos_logit[mask])) + \
+                    loss_fn(neg_logit[mask], torch.zeros_like(neg_logit[mask]))
+                n = int(mask.sum())
+                optimizer.zero_grad()
+                (loss / max(n, 1)).backward()
+                optimizer.step()
+                total, count = total + float(loss.detach()), count + n
+            history.append(total / max(count, 1))
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+            epoch = len(history)
+            if validate_every > 0 and (epoch % validate_every == 0 or epoch == epochs):
+                score = evaluate_recommender(SASRecRecommender(model), dataset, "val")["NDCG@10 candidates"]
+                model.train()
+                if not validation or score > max(v for _, v in validation):
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                validation.append((epoch, score))
+    finally:
+        bar.close()
+        torch.set_num_threads(previous_threads)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    info = {"dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint, "encoder": encoder if text_dim else None,
+            "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+                         "text_dropout": text_dropout if text_dim else None, "train_sessions": len(rows),
+                         "seconds": round(time.time() - started, 1), "final_loss": history[-1] if history else None,
+                         "validation": [{"epoch": e, "val_ndcg10_candidates": v} for e, v in validation],
+                         "best_epoch": max(validation, key=lambda ev: ev[1])[0] if validation else epochs}}
+    return SASRecRecommender(model, info)
+
+
+def _text_batch(rows: np.ndarray, texts: Mapping[int, np.ndarray], text_dim: int, dropout: float,
+                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    out = np.zeros((len(rows), text_dim), dtype=np.float32)
+    has = np.zeros(len(rows), dtype=bool)
+    for k, row in enumerate(rows):
+        options = texts.get(int(row))
+        if options is not None and len(options) and rng.random() >= dropout:
+            out[k] = options[rng.integers(len(options))]
+            has[k] = True
+    return torch.from_numpy(out), torch.from_numpy(has)
+
+
+def evaluate_recommender(recommender: Any, dataset: SessionDataset, split: str = "test",
+                         texts: np.ndarray | None = None) -> dict[str, float]:
+    """HR@10 and NDCG@10 of ``recommender`` on the sessions of ``split``.
+
+    Args:
+        recommender: anything with ``scores(histories, texts) -> (n, n_items)``.
+        texts: float32 ``(n_sessions_of_split, text_dim)`` text embeddings (NaN rows: no text), for a
+            knowledge-augmented model.
+
+    Returns ``{"HR@10 candidates", "NDCG@10 candidates", "HR@10 all", "NDCG@10 all", "sessions"}``.
+    """
+    rows = dataset.indices(split)
+    scores = recommender.scores([dataset.history_of(int(r)) for r in rows], texts)
+    cand, full = candidate_ranks(scores, dataset, rows), catalog_ranks(scores, dataset, rows)
+    return {"HR@10 candidates": float(np.mean(hit_at_k(cand, TOP_K))),
+            "NDCG@10 candidates": float(np.mean(ndcg_at_k(cand, TOP_K))),
+            "HR@10 all": float(np.mean(hit_at_k(full, TOP_K))), "NDCG@10 all": float(np.mean(ndcg_at_k(full, TOP_K))),
+            "sessions": int(len(rows))}
