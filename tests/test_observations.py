@@ -43,6 +43,7 @@ def test_env_copies_share_one_read_only_matrix_equal_to_the_plain_computation():
     a = gym.make("Re2LLM-Synthetic-v0", observation="embedding+profile").unwrapped.task
     b = gym.make("Re2LLM-Synthetic-v0", observation="embedding+profile").unwrapped.task
     assert a.observations is b.observations and not a.observations.flags.writeable
+    assert a.dataset is b.dataset  # one copy of the sessions too
     assert a.observations.dtype == np.float32 and isinstance(a.observations.base, np.memmap)
     embeddings = item_embeddings(a.dataset.catalog, "hashing")
     expected = np.hstack([session_observations(a.dataset.history[a.rows], embeddings),

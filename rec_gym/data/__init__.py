@@ -38,7 +38,7 @@ from rec_gym.storage import atomic_path, cache_dir, stable_hash, write_json_atom
 DATASETS: tuple[str, ...] = ("ml-1m", "ml-latest-small", "ml-25m", "steam", "synthetic")
 # Bump when parsing or assembling changes what a cached dataset holds.
 CACHE_FORMAT = 2  # 2: ragged candidate sets (-1 padded), Steam's empty histories dropped
-_LOADED: "weakref.WeakValueDictionary[str, SessionDataset]" = weakref.WeakValueDictionary()
+_LOADED: "dict[str, tuple[weakref.ref, tuple[int, int] | None]]" = {}
 
 __all__ = ["DATASETS", "Catalog", "DatasetNotFoundError", "Item", "RawSession", "SessionDataset", "assemble",
            "load_dataset"]
@@ -80,21 +80,42 @@ def load_dataset(dataset: str | os.PathLike, data_dir: str | os.PathLike | None 
     base = cache_dir("sessions") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', source.name)}-{key}"
     arrays_path, catalog_path = Path(f"{base}.npz"), Path(f"{base}.catalog.json")
     if use_cache:
-        # Env copies in one process share one dataset (read-only arrays) instead of one copy each.
-        loaded = _LOADED.get(str(arrays_path))
+        # Env copies in one process share one dataset instead of one copy each, while its cache file is
+        # the one it was read from (a file replaced or damaged since is read again).
+        loaded = _shared_dataset(arrays_path)
         if loaded is not None:
             return loaded
         cached = _read_cache(arrays_path, catalog_path)
         if cached is not None:
-            _LOADED[str(arrays_path)] = cached
+            _share_dataset(arrays_path, cached)
             return cached
     catalog, sessions = _read_source(source, seed, max_history)
     result = assemble(source.name, catalog, sessions, n_candidates=n_candidates, seed=seed, n_train=n_train,
                       max_history=max_history)
     if use_cache:
         _write_cache(result, arrays_path, catalog_path)
-        _LOADED[str(arrays_path)] = result
+        _share_dataset(arrays_path, result)
     return result
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _shared_dataset(path: Path) -> "SessionDataset | None":
+    entry = _LOADED.get(str(path))
+    if entry is None:
+        return None
+    dataset, state = entry[0](), entry[1]
+    return dataset if dataset is not None and state == _file_state(path) else None
+
+
+def _share_dataset(path: Path, dataset: "SessionDataset") -> None:
+    _LOADED[str(path)] = (weakref.ref(dataset), _file_state(path))
 
 
 def _resolve(dataset: str | os.PathLike, data_dir: str | os.PathLike | None) -> _Source:
