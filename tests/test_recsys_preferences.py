@@ -203,3 +203,29 @@ def test_train_recsys_knowledge_writes_a_model_the_reward_model_loads(tiny, tmp_
     assert set(config["metrics"]["test"]) == {"sasrec", "popularity", "sasrec_with_text"}
     model = RecsysRewardModel(SASRecRecommender.load(out), tiny)
     assert 0.0 <= model.score(0, "Factors: genres\nPreference: The user prefers Horror movies.") <= 1.0
+
+
+def test_reward_source_recsys_makes_the_hint_env_read_the_recommenders_ranks(tiny, tmp_path):
+    import gymnasium as gym
+
+    import rec_gym  # noqa: F401
+    from rec_gym.recsys.ranker import RecsysRanker
+
+    recommender = knowledge_recommender(tiny, make_llm("simulated"), encoder="hashing", n_texts=3,
+                                        training={"epochs": 2}, progress=False)
+    recommender.save(tmp_path / "ka")
+    env = gym.make("Re2LLM-Synthetic-v0", dataset=tiny, observation="profile", reward_source="recsys",
+                   recommender=str(tmp_path / "ka"))
+    task = env.unwrapped.task
+    assert isinstance(task.backend, RecsysRanker) and task.table.provenance["backend"].startswith("recsys-sasrec-ka(")
+    reward_model = RecsysRewardModel(recommender, tiny)
+    for seed in range(3):
+        env.reset(seed=seed)
+        _, reward, *_, info = env.step(seed + 2)
+        row = int(task.rows[info["session_index"]])
+        expected = reward_model.scores([row, row], [info["hint"], None])
+        assert reward == pytest.approx(expected[0] - expected[1])
+    with pytest.raises(ValueError, match="reward_source='recsys'"):
+        gym.make("Re2LLM-Synthetic-v0", dataset=tiny, observation="profile", recommender=str(tmp_path / "ka"))
+    with pytest.raises(ValueError, match="reward_source='model'"):
+        gym.make("Re2LLM-Synthetic-v0", dataset=tiny, observation="profile", reward_source="model")

@@ -71,6 +71,13 @@ class Re2LLMEnv(gym.Env):
     - ``"ndcg"``: ``NDCG@10(r(a))``, in ``[0, 1]``.
     - ``"hit"``: 1 if the true item is in the LLM's top 10, else 0.
 
+    ``reward_source="recsys"`` (RLRF4Rec's recommender as reward model) ranks every prompt with a
+    knowledge-augmented SASRec that reads the hint as a preference text instead of asking the LLM:
+    one forward pass per (session, hint), no LLM call. It measures how a hint's words move an ID-based
+    recommender trained on the LLM's preference texts, not how the frozen LLM reacts to the hint;
+    ``benchmarks/rlrf4rec/`` reports how little the two rewards agree with the simulated LLM. Its
+    tables carry the recommender's name, so they never mix with the LLM's.
+
     ## Starting State
 
     ``reset`` draws the episode's sessions uniformly from the split, without replacement, with the
@@ -120,6 +127,8 @@ class Re2LLMEnv(gym.Env):
     | ``n_train`` | int | ``None`` | keep only this many training sessions (the paper's few-shot 500) |
     | ``feedback_table`` | path | ``None`` | a table file to read and fill instead of the cache's |
     | ``llm_kwargs`` | dict | ``None`` | extra arguments for the backend |
+    | ``reward_source`` | str | ``"llm"`` | ``"llm"``: the backend ranks the prompts; ``"recsys"``: a knowledge-augmented SASRec reading the hint ranks them (a cheap reward, not the LLM's) |
+    | ``recommender`` | path or object | ``None`` | with ``reward_source="recsys"``: a ``rec-gym train-recsys --knowledge`` folder; ``None`` trains one on preference texts the ``llm`` writes (cached) |
     | ``render_mode`` | str | ``None`` | ``"ansi"``: ``render()`` returns the prompt, the hint and the ranking |
 
     ## Vectorized environment
@@ -153,13 +162,15 @@ class Re2LLMEnv(gym.Env):
                  reward: str = "ndcg_gain", split: str = "train", n_candidates: int = 50, sessions_per_episode: int = 1,
                  seed: int = 0, encoder: str = "minilm", n_train: int | None = None,
                  feedback_table: str | os.PathLike | None = None, llm_kwargs: dict[str, Any] | None = None,
-                 observation: str = "embedding", render_mode: str | None = None) -> None:
+                 observation: str = "embedding", reward_source: str = "llm",
+                 recommender: "str | os.PathLike | Any | None" = None, render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UnsupportedRenderMode(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
         if int(sessions_per_episode) < 1:
             raise ValueError(f"sessions_per_episode must be >= 1, got {sessions_per_episode}")
         self.task = Re2LLMTask(dataset, data_dir, llm, kb, reward, split, n_candidates, seed, encoder, n_train,
-                               feedback_table, llm_kwargs, observation=observation)
+                               feedback_table, llm_kwargs, observation=observation, reward_source=reward_source,
+                               recommender=recommender)
         self.render_mode = render_mode
         self.sessions_per_episode = int(sessions_per_episode)
         self.action_space = spaces.Discrete(self.task.n_actions)

@@ -25,8 +25,29 @@ from rec_gym.llm.protocol import LLMBackend
 from rec_gym.llm.prompts import render_prompt
 
 REWARDS = ("ndcg_gain", "ndcg", "hit")
+REWARD_SOURCES = ("llm", "recsys")
 SPLITS = ("train", "val", "test")
 TOP_K = 10
+
+
+def recsys_backend(dataset: SessionDataset, writer: LLMBackend, recommender: Any, encoder: str) -> LLMBackend:
+    """The knowledge-augmented SASRec as the ranker of the hint prompts (``reward_source="recsys"``).
+
+    ``recommender`` is a trained model or its folder (``rec-gym train-recsys --knowledge``); ``None``
+    trains one on preference texts that ``writer`` (the env's ``llm``) writes for the training sessions,
+    cached under ``$REC_GYM_CACHE/recsys``.
+    """
+    from rec_gym.recsys.model import SASRecRecommender
+    from rec_gym.recsys.ranker import RecsysRanker
+    from rec_gym.recsys.reward import knowledge_recommender
+
+    if recommender is None:
+        model = knowledge_recommender(dataset, writer, encoder=encoder)
+    elif isinstance(recommender, SASRecRecommender):
+        model = recommender
+    else:
+        model = SASRecRecommender.load(recommender)
+    return RecsysRanker(model, dataset.catalog)
 
 
 class Re2LLMTask:
@@ -48,7 +69,8 @@ class Re2LLMTask:
                  reward: str = "ndcg_gain", split: str = "train", n_candidates: int = 50, seed: int = 0,
                  encoder: str = "minilm", n_train: int | None = None, feedback_table: str | os.PathLike | None = None,
                  llm_kwargs: dict[str, Any] | None = None, persist: bool = True,
-                 observation: str = "embedding") -> None:
+                 observation: str = "embedding", reward_source: str = "llm",
+                 recommender: "str | os.PathLike | Any | None" = None) -> None:
         if reward not in REWARDS:
             raise ValueError(f"reward={reward!r} is not one of {REWARDS}")
         if split not in SPLITS:
@@ -61,8 +83,14 @@ class Re2LLMTask:
         self.dataset = dataset if isinstance(dataset, SessionDataset) else load_dataset(
             dataset, data_dir, n_candidates=n_candidates, seed=seed, n_train=n_train)
         self.kb = load_knowledge_base(kb, self.dataset.domain)
+        if reward_source not in REWARD_SOURCES:
+            raise ValueError(f"reward_source={reward_source!r} is not one of {REWARD_SOURCES}")
         # Shared within the process, and a model loads only on the first table miss (rec_gym.llm.lazy).
         self.backend = lazy_llm(llm, **(llm_kwargs or {}))
+        if reward_source == "recsys":
+            self.backend = recsys_backend(self.dataset, self.backend, recommender, encoder)
+        elif recommender is not None:
+            raise ValueError("recommender= is read only with reward_source='recsys'")
         self.reward_mode = reward
         self.split = split
         self.rows = self.dataset.indices(split).astype(np.int64)
