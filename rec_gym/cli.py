@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", type=int, default=1, help="0 = no hint, k = the knowledge base's k-th hint (default: 1)")
     p.set_defaults(func=_show)
     for name, (module, configure, run, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text)
+        # The one-line help is the description too, unless the subcommand's own parser sets a longer one.
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
