@@ -135,19 +135,22 @@ class ResponseCache:
             self._backend_ids[name] = self.conn.execute("SELECT id FROM backends WHERE name = ?", (name,)).fetchone()[0]
         return self._backend_ids[name]
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Ranking]:
-        """The stored rankings of those ``keys`` that are present."""
+    def _select(self, table: str, column: str, keys: Iterable[str]) -> list[tuple[str, Any]]:
+        """``(key, column value)`` of those ``keys`` present in ``table``, asked a chunk of keys at a time."""
         keys = list(dict.fromkeys(keys))
-        found: dict[str, Ranking] = {}
+        rows: list[tuple[str, Any]] = []
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             try:
-                for key, blob in self.conn.execute(f"SELECT key, ranking FROM responses WHERE key IN ({marks})", chunk):
-                    found[key] = _decode(blob)
+                rows.extend(self.conn.execute(f"SELECT key, {column} FROM {table} WHERE key IN ({marks})", chunk))
             except sqlite3.DatabaseError as exc:
                 raise _damaged(self.path, exc) from None
-        return found
+        return rows
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Ranking]:
+        """The stored rankings of those ``keys`` that are present."""
+        return {key: _decode(blob) for key, blob in self._select("responses", "ranking", keys)}
 
     def put_many(self, backend_name: str, items: Sequence[tuple[str, Ranking]], replace: bool = False) -> None:
         """Store ``(key, ranking)`` pairs in one transaction (committed when this returns).
@@ -172,16 +175,7 @@ class ResponseCache:
 
     def get_texts(self, keys: Iterable[str]) -> dict[str, str]:
         """The stored generated texts of those ``keys`` that are present."""
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            try:
-                found.update(self.conn.execute(f"SELECT key, text FROM generations WHERE key IN ({marks})", chunk))
-            except sqlite3.DatabaseError as exc:
-                raise _damaged(self.path, exc) from None
-        return found
+        return dict(self._select("generations", "text", keys))
 
     def put_texts(self, backend_name: str, items: Sequence[tuple[str, str, str]]) -> None:
         """Store ``(key, template version, text)`` triples in one transaction; a present key keeps its text."""
