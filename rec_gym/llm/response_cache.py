@@ -217,6 +217,15 @@ class ResponseCache:
         return {"path": self.path, "_conn": None, "_backend_ids": {}}
 
 
+def _missing(keys: Sequence[str], found: dict[str, Any]) -> list[int]:
+    """The index of the first request of every key not in ``found``, in request order."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key not in found:
+            first.setdefault(key, i)
+    return list(first.values())
+
+
 class CachedBackend:
     """``backend`` behind a persistent :class:`ResponseCache`; the same protocol and the same ``name``.
 
@@ -273,6 +282,16 @@ class CachedBackend:
             batches.append(current)
         return batches
 
+    def _settled(self, call: Any, batch: list[Any], what: str) -> tuple[list[Any], frozenset[int], Any]:
+        """(answers, indices of the requests that got none, the error) of one backend call over ``batch``."""
+        try:
+            answers, unsettled, error = call(batch), frozenset(), None
+        except BackendUnavailable as exc:
+            answers, unsettled, error = exc.rankings, exc.unsettled, exc
+        if len(answers) != len(batch):
+            raise RuntimeError(f"backend {self.name!r} returned {len(answers)} {what} for {len(batch)} requests")
+        return list(answers), frozenset(unsettled), error
+
     def rank(self, requests: Sequence[RankRequest]) -> list[Ranking]:
         """Cached rankings where present; the rest from the backend, stored batch by batch.
 
@@ -285,20 +304,9 @@ class CachedBackend:
         for key in damaged:
             del found[key]
         self.damaged += len(damaged)
-        todo: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            if key not in found and key not in todo:
-                todo[key] = i
         self.hits += sum(1 for k in keys if k in found)
-        for batch in self._batches(requests, list(todo.values())):
-            unsettled: frozenset[int] = frozenset()
-            try:
-                rankings = self.backend.rank([requests[i] for i in batch])
-            except BackendUnavailable as exc:
-                rankings, unsettled = exc.rankings, exc.unsettled
-                error = exc
-            if len(rankings) != len(batch):
-                raise RuntimeError(f"backend {self.name!r} returned {len(rankings)} rankings for {len(batch)} requests")
+        for batch in self._batches(requests, _missing(keys, found)):
+            rankings, unsettled, error = self._settled(self.backend.rank, [requests[i] for i in batch], "rankings")
             answers = [(keys[i], ranking) for j, (i, ranking) in enumerate(zip(batch, rankings)) if j not in unsettled]
             self.store.put_many(self.name, [a for a in answers if a[0] not in damaged])
             self.store.put_many(self.name, [a for a in answers if a[0] in damaged], replace=True)
@@ -325,21 +333,10 @@ class CachedBackend:
         keys = [generation_key(self.name, r) for r in requests]
         found = self.store.get_texts(keys)
         self.hits += sum(1 for k in keys if k in found)
-        todo: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            if key not in found and key not in todo:
-                todo[key] = i
-        pending = list(todo.values())
+        pending = _missing(keys, found)
         for start in range(0, len(pending), self.batch_size):
             batch = pending[start:start + self.batch_size]
-            unsettled: frozenset[int] = frozenset()
-            try:
-                texts = self.backend.write([requests[i] for i in batch])
-            except BackendUnavailable as exc:
-                texts, unsettled = exc.rankings, exc.unsettled
-                error = exc
-            if len(texts) != len(batch):
-                raise RuntimeError(f"backend {self.name!r} returned {len(texts)} replies for {len(batch)} requests")
+            texts, unsettled, error = self._settled(self.backend.write, [requests[i] for i in batch], "replies")  # type: ignore[attr-defined]
             answers = [(keys[i], requests[i].template_version, str(text))
                        for j, (i, text) in enumerate(zip(batch, texts)) if j not in unsettled]
             self.store.put_texts(self.name, answers)
