@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol, Sequence
 import numpy as np
 
 from rec_gym.data.types import Catalog
-from rec_gym.storage import cache_dir, stable_hash
+from rec_gym.storage import cache_dir, sqlite_transaction, stable_hash
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -191,14 +191,9 @@ class EmbeddingStore:
         return found
 
     def put(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_transaction(self.conn):
             self.conn.executemany("INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)",
                                   [(k, np.asarray(v, dtype="<f4").tobytes()) for k, v in items])
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
 
     def lock(self) -> "FileLock":
         from filelock import FileLock

@@ -43,7 +43,7 @@ import numpy as np
 
 from rec_gym.llm.prompts import TEMPLATE_VERSION, render_prompt
 from rec_gym.llm.protocol import BackendUnavailable, GenerateRequest, LLMBackend, RankRequest, Ranking, can_write
-from rec_gym.storage import cache_dir, stable_hash
+from rec_gym.storage import cache_dir, sqlite_transaction, stable_hash
 
 SCHEMA_VERSION = 1
 _CHUNK = 500  # keys per SELECT: below SQLite's bound-parameter limit everywhere
@@ -162,14 +162,9 @@ class ResponseCache:
         try:
             backend_id = self.backend_id(backend_name)
             rows = [(key, backend_id, TEMPLATE_VERSION, _encode(ranking)) for key, ranking in items]
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlite_transaction(self.conn):
                 self.conn.executemany(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO responses "
                                       "(key, backend_id, template_version, ranking) VALUES (?, ?, ?, ?)", rows)
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise _damaged(self.path, exc) from None
 
@@ -183,14 +178,9 @@ class ResponseCache:
             return
         try:
             backend_id = self.backend_id(backend_name)
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlite_transaction(self.conn):
                 self.conn.executemany("INSERT OR IGNORE INTO generations (key, backend_id, template_version, text) "
                                       "VALUES (?, ?, ?, ?)", [(k, backend_id, v, t) for k, v, t in items])
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise _damaged(self.path, exc) from None
 
