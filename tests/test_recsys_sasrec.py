@@ -13,23 +13,23 @@ from rec_gym.cli import main
 from rec_gym.data import load_dataset
 from rec_gym.recsys import PopularityRecommender, SASRec, SASRecConfig, SASRecRecommender, evaluate_recommender, train_sasrec
 from rec_gym.recsys.model import candidate_ranks
-from rec_gym.recsys.training import training_sequences
+from rec_gym.recsys.training import _sampled_softmax, training_sequences, training_windows
 
 N_ITEMS = 60
 
 
-def _sequential_folder(folder: Path, n_sessions: int = 240) -> Path:
-    """Sessions that walk the catalog in steps of one: after item k comes item k + 1 (mod 60). Item ids are
-    their indices; genres and years are uninformative. Split 200/20/20."""
+def _sequential_folder(folder: Path, n_sessions: int = 240, length: int = 6, n_items: int = N_ITEMS) -> Path:
+    """Sessions that walk the catalog in steps of one: after item k comes item k + 1 (mod n_items). Item ids are
+    their indices; genres and years are uninformative. Split 200/20/20; ``length`` items per session."""
     folder.mkdir()
     with open(folder / "items.jsonl", "w") as fh:
-        for i in range(N_ITEMS):
+        for i in range(n_items):
             fh.write(json.dumps({"item_id": i, "title": f"Item {i}", "year": 1990 + i % 3, "genres": ["Drama"]}) + "\n")
     rng = np.random.default_rng(3)
     with open(folder / "sessions.jsonl", "w") as fh:
         for s in range(n_sessions):
-            start = int(rng.integers(N_ITEMS))
-            walk = [(start + k) % N_ITEMS for k in range(6)]
+            start = int(rng.integers(n_items))
+            walk = [(start + k) % n_items for k in range(length)]
             split = "train" if s < 200 else ("val" if s < 220 else "test")
             fh.write(json.dumps({"session_id": f"s{s}", "history": walk[:-1], "target": walk[-1], "split": split}) + "\n")
     return folder
@@ -40,9 +40,11 @@ def walk_dataset(tmp_path):
     return load_dataset(str(_sequential_folder(tmp_path / "walk")), n_candidates=20)
 
 
-def test_sasrec_learns_the_next_item_of_a_sequence_that_popularity_cannot_see(walk_dataset):
+@pytest.mark.parametrize("loss", ["sampled-softmax", "bce"])
+def test_sasrec_learns_the_next_item_of_a_sequence_that_popularity_cannot_see(walk_dataset, loss):
     model = train_sasrec(walk_dataset, SASRecConfig(N_ITEMS, max_len=8, dim=32, n_blocks=1, dropout=0.1), epochs=15,
-                         batch_size=32, lr=1e-2, progress=False)
+                         batch_size=32, lr=1e-2, loss=loss, negatives=16, progress=False)
+    assert model.info["training"]["loss"] == loss
     sasrec = evaluate_recommender(model, walk_dataset, "test")
     popularity = evaluate_recommender(PopularityRecommender(walk_dataset), walk_dataset, "test")
     assert sasrec["sessions"] == 20
@@ -69,6 +71,57 @@ def test_training_reads_train_targets_and_held_out_histories_but_never_a_held_ou
             assert seq[-1] == walk_dataset.target[row] and len(seq) == 6
         else:
             assert walk_dataset.target[row] not in seq.tolist() and len(seq) == 5
+
+
+def test_training_reads_the_longer_histories_of_the_same_sessions_and_refuses_other_sessions(tmp_path):
+    folder = _sequential_folder(tmp_path / "walk")
+    short = load_dataset(str(folder), n_candidates=20, max_history=2)
+    longer = load_dataset(str(folder), n_candidates=20)
+    assert max(len(short.history_of(r)) for r in range(len(short))) == 2
+    rows, sequences = training_sequences(short, longer)
+    for row, seq in zip(rows, sequences):
+        expected = longer.history_of(int(row))
+        if short.split[row] == "train":
+            expected = np.append(expected, short.target[row])
+        np.testing.assert_array_equal(seq, expected)
+    assert max(len(s) for s in sequences) == 6
+    pop = PopularityRecommender(short, sessions=longer)
+    assert pop.item_scores.astype(int).sum() == sum(len(s) for s in sequences)
+    model = train_sasrec(short, SASRecConfig(N_ITEMS, max_len=8, dim=16), sessions=longer, epochs=1, progress=False)
+    assert model.info["training"]["longest_sequence"] == 6 and model.info["training"]["transitions"] == sum(
+        len(s) - 1 for s in sequences)
+    fewer = load_dataset(str(folder), n_candidates=20, n_train=50)
+    with pytest.raises(ValueError, match="max_history"):
+        training_sequences(short, fewer)
+    with pytest.raises(ValueError, match="loss="):
+        train_sasrec(short, loss="softmax", epochs=1, progress=False)
+
+
+def test_windows_cover_every_transition_of_a_long_sequence_once():
+    sequences = [np.arange(23), np.arange(100, 105), np.arange(200, 202)]
+    rows, windows = training_windows(np.array([7, 8, 9]), sequences, max_len=5)
+    assert all(2 <= len(w) <= 6 for w in windows)
+    transitions = [(int(a), int(b)) for w in windows for a, b in zip(w[:-1], w[1:])]
+    expected = [(int(a), int(b)) for s in sequences for a, b in zip(s[:-1], s[1:])]
+    assert sorted(transitions) == sorted(expected)  # each once, none made up at a window's edge
+    assert rows.tolist() == [7] * 5 + [8, 9]
+    np.testing.assert_array_equal(windows[0], np.arange(17, 23))  # the newest window first
+
+
+def test_sampled_softmax_never_counts_a_positive_drawn_as_its_own_negative():
+    embed = torch.nn.Embedding(10, 4)
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 4)
+    positive = torch.tensor([1, 2, 3])
+    negatives = torch.tensor([1, 2, 3, 4])
+    loss = _sampled_softmax(hidden, positive, negatives, embed)
+    with torch.no_grad():
+        logits = hidden @ embed.weight.T
+    # Row k: its positive, once, against the other rows' positives and item 4; its own draw is masked out.
+    expected = sum(float(torch.logsumexp(logits[k, [1, 2, 3, 4]], 0) - logits[k, int(positive[k])]) for k in range(3))
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    only_itself = _sampled_softmax(hidden, positive[:1], positive[:1], embed)
+    assert float(only_itself.detach()) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_training_is_seeded(walk_dataset):
@@ -114,3 +167,16 @@ def test_train_recsys_command_writes_weights_config_and_metrics(walk_dataset, tm
     assert config["metrics"]["test"]["sasrec"]["sessions"] == 20
     assert "saved" in capsys.readouterr().out
     assert main(["train-recsys", "--dataset", str(folder), "--out", str(out), "--epochs", "0"]) == 2
+
+
+def test_train_recsys_reads_longer_histories_than_the_envs_keep(tmp_path):
+    folder = _sequential_folder(tmp_path / "long", n_sessions=230, length=31, n_items=100)  # 30 history items; envs keep 20
+    common = ["train-recsys", "--dataset", str(folder), "--epochs", "1", "--dim", "16", "--validate-every", "0",
+              "--no-progress"]
+    for history, expected in (("25", 26), ("20", 21)):  # history items plus the target
+        out = tmp_path / f"sasrec-{history}"
+        assert main(common + ["--out", str(out), "--train-history", history]) == 0
+        training = json.loads((out / "config.json").read_text())["training"]
+        assert training["longest_sequence"] == expected and training["loss"] == "sampled-softmax"
+    assert main(common + ["--out", str(tmp_path / "bad"), "--train-history", "0"]) == 2
+    assert not (tmp_path / "bad").exists()

@@ -21,6 +21,14 @@ def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", type=int, default=2, help="self-attention blocks (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="training seed; the dataset's seed is 0 (default: %(default)s)")
+    parser.add_argument("--train-history", type=int, default=1000,
+                        help="history items per session that training reads; the envs keep the last 20, and "
+                             "longer day-sessions teach the model more (default: %(default)s)")
+    parser.add_argument("--loss", choices=("sampled-softmax", "bce"), default="sampled-softmax",
+                        help="next-item loss: softmax against sampled items, or SASRec's original binary "
+                             "cross-entropy (default: %(default)s)")
+    parser.add_argument("--negatives", type=int, default=256,
+                        help="items sampled per batch for the sampled softmax (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--validate-every", type=int, default=5,
                         help="keep the weights of the best validation NDCG@10, measured every so many epochs "
@@ -40,11 +48,17 @@ def run_train_recsys(args: argparse.Namespace) -> int:
     from rec_gym.recsys.model import PopularityRecommender
     from rec_gym.recsys.preferences import embed_texts, generate_preferences
     from rec_gym.recsys.sasrec import SASRecConfig
+    from rec_gym.recsys.sequences import load_training_sessions
     from rec_gym.recsys.training import evaluate_recommender, train_sasrec
 
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.train_history < 1:
+        raise ValueError(f"--train-history must be >= 1, got {args.train_history}")
     dataset = load_dataset(args.dataset, args.data_dir)
+    # The same sessions with longer histories, for training only; the envs and the evaluation keep 20.
+    sessions = load_training_sessions(args.dataset, args.data_dir, max_history=args.train_history) \
+        if args.train_history > 20 else None
     progress = not args.no_progress
     texts = None
     held_out: dict[str, np.ndarray] = {}
@@ -64,10 +78,10 @@ def run_train_recsys(args: argparse.Namespace) -> int:
     config = SASRecConfig(n_items=len(dataset.catalog), dim=args.dim, n_blocks=args.blocks, dropout=args.dropout,
                           text_dim=text_dim)
     model = train_sasrec(dataset, config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         texts=texts, encoder=args.encoder if args.knowledge else None, threads=args.threads,
+                         sessions=sessions, loss=args.loss, negatives=args.negatives, texts=texts, encoder=args.encoder if args.knowledge else None, threads=args.threads,
                          validate_every=args.validate_every, progress=progress)
     metrics = {split: {"sasrec": evaluate_recommender(model, dataset, split),
-                       "popularity": evaluate_recommender(PopularityRecommender(dataset), dataset, split)}
+                       "popularity": evaluate_recommender(PopularityRecommender(dataset, sessions=sessions), dataset, split)}
                for split in ("val", "test")}
     for split, embeddings in held_out.items():
         metrics[split]["sasrec_with_text"] = evaluate_recommender(model, dataset, split, embeddings)

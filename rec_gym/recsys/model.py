@@ -23,6 +23,7 @@ import torch
 
 from rec_gym.data.types import SessionDataset
 from rec_gym.recsys.sasrec import SASRec, SASRecConfig, left_padded
+from rec_gym.recsys.sequences import session_sequences
 from rec_gym.storage import atomic_path, write_json_atomic
 
 WEIGHTS_FILE = "model.safetensors"
@@ -32,7 +33,8 @@ FORMAT = "rec_gym-sasrec-v1"
 
 class PopularityRecommender:
     """Scores an item by how often it occurs in what the recommenders learn from: the training sessions
-    (history and target) and the other sessions' histories (see :func:`~rec_gym.recsys.training.training_sequences`).
+    (history and target) and the other sessions' histories (see :func:`~rec_gym.recsys.training.training_sequences`;
+    ``sessions=``: the same sessions with longer histories, as SASRec's training reads them).
 
     Ties (items seen equally often, most of a long-tail catalog) are broken by a fixed seeded order,
     so the ranking is deterministic and no item gains from its catalog position.
@@ -40,9 +42,8 @@ class PopularityRecommender:
 
     name = "popularity"
 
-    def __init__(self, dataset: SessionDataset, seed: int = 0) -> None:
-        train = dataset.indices("train")
-        items = np.concatenate([dataset.history[dataset.history >= 0], dataset.target[train]])
+    def __init__(self, dataset: SessionDataset, seed: int = 0, sessions: SessionDataset | None = None) -> None:
+        items = np.concatenate([np.zeros(0, dtype=np.int64), *session_sequences(dataset, sessions)]).astype(np.int64)
         counts = np.bincount(items, minlength=len(dataset.catalog)).astype(np.float64)
         jitter = np.random.default_rng(seed).random(len(dataset.catalog)) * 0.5
         self.item_scores = (counts + jitter).astype(np.float32)

@@ -1,9 +1,16 @@
 """Training SASRec on a dataset's training sessions, and evaluating any recommender on a split.
 
 Training sequences are the training split's sessions, history then target, and the validation and
-test sessions' histories without their targets (:func:`training_sequences`). Each position predicts the next item: binary cross-entropy of the
-true next item against one negative drawn uniformly from the items not in the sequence, as in
-SASRec. The knowledge-augmented model also reads, per session and per epoch, one of that session's
+test sessions' histories without their targets (:func:`training_sequences`). The envs keep the last
+20 history items of a session; training can read longer histories (``sessions=``: the same sessions
+loaded with a larger ``max_history``), which on MovieLens day-sessions triples what it learns from.
+A sequence longer than the model's ``max_len`` is cut into windows (:func:`training_windows`), so
+every next-item transition is predicted once.
+
+Each position predicts the next item. The default loss is a sampled softmax: the true next item
+against ``negatives`` items drawn uniformly from the catalog per batch (shared by its positions), with
+cross-entropy; ``loss="bce"`` is SASRec's original binary cross-entropy against one negative per
+position. The knowledge-augmented model also reads, per session and per epoch, one of that session's
 preference texts (embedded by the frozen encoder beforehand), or none with probability
 ``text_dropout``, so that it also scores sessions without a text.
 
@@ -25,24 +32,12 @@ from rec_gym.data.types import SessionDataset
 from rec_gym.metrics import hit_at_k, ndcg_at_k
 from rec_gym.recsys.model import SASRecRecommender, candidate_ranks, catalog_ranks
 from rec_gym.recsys.sasrec import SASRec, SASRecConfig, left_padded
+from rec_gym.recsys.sequences import training_sequences, training_windows
 
 TOP_K = 10
 
 
-def training_sequences(dataset: SessionDataset) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(dataset rows, sequences) the recommender learns from: every training session's history followed by
-    its target, and the histories alone of the validation and test sessions.
-
-    A held-out session's history is known when its next item is asked for, so it is training data, as
-    in SASRec's own protocol (a user's earlier items train the model that predicts the last one); no
-    validation or test target is ever seen.
-    """
-    rows = np.arange(len(dataset))
-    train = dataset.split == "train"
-    sequences = [np.append(dataset.history_of(int(r)), dataset.target[r]) if train[r] else dataset.history_of(int(r))
-                 for r in rows]
-    keep = np.array([len(s) >= 2 for s in sequences], dtype=bool)
-    return rows[keep], [s for s, k in zip(sequences, keep) if k]
+LOSSES = ("sampled-softmax", "bce")
 
 
 def _negatives(positives: np.ndarray, sequences: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
@@ -58,6 +53,7 @@ def _negatives(positives: np.ndarray, sequences: np.ndarray, n_items: int, rng: 
 
 def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *, epochs: int = 200,
                  batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
+                 sessions: SessionDataset | None = None, loss: str = "sampled-softmax", negatives: int = 256,
                  texts: Mapping[int, np.ndarray] | None = None, encoder: str | None = None, text_dropout: float = 0.3,
                  threads: int = 1, validate_every: int = 0, progress: bool = True) -> SASRecRecommender:
     """Train SASRec on the training split of ``dataset``.
@@ -66,6 +62,11 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
         config: the model's shape (default: ``SASRecConfig(n_items=len(catalog))``, plus ``text_dim``
             from ``texts``).
         epochs: passes over the training sequences.
+        sessions: the same sessions with longer histories, read for training (see
+            :func:`training_sequences`); ``None`` reads ``dataset``'s.
+        loss: ``"sampled-softmax"`` (cross-entropy of the next item against ``negatives`` uniformly drawn
+            items per batch) or ``"bce"`` (SASRec's binary cross-entropy against one negative per position).
+        negatives: sampled items per batch for ``"sampled-softmax"``.
         texts: knowledge augmentation: dataset row -> float32 ``(k, text_dim)``, the embeddings of that
             session's ``k`` preference texts (rows missing here train without a text).
         encoder: the encoder spec that embedded ``texts``; recorded so scoring embeds new texts the same way.
@@ -78,6 +79,10 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
 
     Returns the trained recommender, in eval mode. Seeded: the same arguments give the same weights.
     """
+    if loss not in LOSSES:
+        raise ValueError(f"loss={loss!r} is not one of {LOSSES}")
+    if loss == "sampled-softmax" and int(negatives) < 1:
+        raise ValueError(f"negatives must be >= 1 for the sampled softmax, got {negatives}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     previous_threads = torch.get_num_threads()
@@ -91,12 +96,12 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
         raise ValueError(f"config.n_items={config.n_items} but the catalog of {dataset.name!r} has {len(dataset.catalog)} items")
     if texts and config.text_dim != text_dim:
         raise ValueError(f"config.text_dim={config.text_dim} but the texts are {text_dim}-d")
-    rows, sequences = training_sequences(dataset)
+    session_rows, full = training_sequences(dataset, sessions)
+    rows, sequences = training_windows(session_rows, full, config.max_len)
     tokens = left_padded(sequences, config.max_len + 1)  # inputs are [:-1], next items [1:]
     inputs, positives = torch.from_numpy(tokens[:, :-1]), torch.from_numpy(tokens[:, 1:])
     model = SASRec(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
-    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
     started = time.time()
     history: list[float] = []
     validation: list[tuple[int, float]] = []
@@ -111,21 +116,22 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 x, pos = inputs[batch], positives[batch]
-                neg = torch.from_numpy(_negatives(pos.numpy(), tokens[batch], config.n_items, rng))
                 text = has = None
                 if config.knowledge:
                     text, has = _text_batch(rows[batch], texts or {}, config.text_dim, text_dropout, rng)
-                hidden = model(x, text, has)
-                pos_logit = (hidden * model.item_emb(pos)).sum(-1)
-                neg_logit = (hidden * model.item_emb(neg)).sum(-1)
                 mask = pos > 0
-                loss = loss_fn(pos_logit[mask], torch.ones_like(pos_logit[mask])) + \
-                    loss_fn(neg_logit[mask], torch.zeros_like(neg_logit[mask]))
+                hidden = model(x, text, has)[mask]
+                if loss == "bce":
+                    neg = torch.from_numpy(_negatives(pos.numpy(), tokens[batch], config.n_items, rng))[mask]
+                    batch_loss = _bce(hidden, model.item_emb(pos[mask]), model.item_emb(neg))
+                else:
+                    neg = torch.from_numpy(rng.integers(1, config.n_items + 1, size=int(negatives)))
+                    batch_loss = _sampled_softmax(hidden, pos[mask], neg, model.item_emb)
                 n = int(mask.sum())
                 optimizer.zero_grad()
-                (loss / max(n, 1)).backward()
+                (batch_loss / max(n, 1)).backward()
                 optimizer.step()
-                total, count = total + float(loss.detach()), count + n
+                total, count = total + float(batch_loss.detach()), count + n
             history.append(total / max(count, 1))
             bar.set_postfix(loss=f"{history[-1]:.4f}")
             epoch = len(history)
@@ -142,11 +148,34 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
         model.load_state_dict(best_state)
     info = {"dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint, "encoder": encoder if text_dim else None,
             "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+                         "loss": loss, "negatives": int(negatives) if loss == "sampled-softmax" else 1,
+                         "longest_sequence": int(max(len(s) for s in full)) if full else 0,
+                         "windows": len(sequences), "transitions": int(sum(len(s) - 1 for s in sequences)),
                          "text_dropout": text_dropout if text_dim else None, "train_sessions": len(rows),
                          "seconds": round(time.time() - started, 1), "final_loss": history[-1] if history else None,
                          "validation": [{"epoch": e, "val_ndcg10_candidates": v} for e, v in validation],
                          "best_epoch": max(validation, key=lambda ev: ev[1])[0] if validation else epochs}}
     return SASRecRecommender(model, info)
+
+
+def _bce(hidden: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """Summed binary cross-entropy: each position's next item against its one negative (all ``(m, dim)``)."""
+    pos_logit, neg_logit = (hidden * positive).sum(-1), (hidden * negative).sum(-1)
+    fn = torch.nn.functional.binary_cross_entropy_with_logits
+    return fn(pos_logit, torch.ones_like(pos_logit), reduction="sum") + \
+        fn(neg_logit, torch.zeros_like(neg_logit), reduction="sum")
+
+
+def _sampled_softmax(hidden: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
+                     embed: torch.nn.Module) -> torch.Tensor:
+    """Summed cross-entropy of each position's next item (tokens ``(m,)``) against shared negatives ``(k,)``.
+
+    A negative that is the position's own next item is masked out, so it never counts against itself.
+    """
+    pos_logit = (hidden * embed(positive)).sum(-1, keepdim=True)
+    neg_logit = (hidden @ embed(negatives).T).masked_fill(negatives.unsqueeze(0) == positive.unsqueeze(1), float("-inf"))
+    logits = torch.cat([pos_logit, neg_logit], dim=1)
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long), reduction="sum")
 
 
 def _text_batch(rows: np.ndarray, texts: Mapping[int, np.ndarray], text_dim: int, dropout: float,
