@@ -120,3 +120,25 @@ def test_rec_gym_train_and_evaluate_run_on_the_rlrf4rec_id_with_the_baselines(fo
     assert oracle["NDCG@10"] >= max(none["NDCG@10"], best_fixed["NDCG@10"])
     task = gym.make("RLRF4Rec-Synthetic-v0", split="test", **env_kwargs).unwrapped.task
     assert oracle["NDCG@10"] == pytest.approx(task.ndcg.max(axis=1).mean())
+
+
+def test_the_env_trains_its_recommender_on_the_histories_beyond_the_20_it_keeps(tmp_path):
+    import json
+
+    folder = tmp_path / "long"
+    items = [{"item_id": i, "title": f"Film {i} ({1960 + i % 40})", "year": 1960 + i % 40, "genres": [GENRES[i % 4]]}
+             for i in range(100)]
+    write_session_folder(folder, items, n_sessions=0)
+    rng = np.random.default_rng(2)
+    with open(folder / "sessions.jsonl", "w") as fh:
+        for s in range(40):
+            chosen = rng.choice(100, size=31, replace=False).tolist()  # 30 history items, the envs keep 20
+            split = "train" if s < 30 else ("val" if s < 35 else "test")
+            fh.write(json.dumps({"session_id": f"s{s}", "history": chosen[:-1], "target": chosen[-1], "split": split}) + "\n")
+    longest = {}
+    for train_history in (1000, 20):
+        env = gym.make("RLRF4Rec-Synthetic-v0", dataset=str(folder), n_texts=2,
+                       recsys_training={"epochs": 1, "train_history": train_history})
+        assert env.unwrapped.task.dataset.history.shape[1] == 20
+        longest[train_history] = env.unwrapped.task.recommender.info["training"]["longest_sequence"]
+    assert longest == {1000: 31, 20: 21}

@@ -19,6 +19,7 @@ from rec_gym.metrics import ndcg_at_k
 from rec_gym.recsys.model import SASRecRecommender
 from rec_gym.recsys.preferences import embed_texts, generate_preferences, parse_preference
 from rec_gym.recsys.reward import RecsysRewardModel, knowledge_recommender
+from rec_gym.recsys.sequences import TRAIN_HISTORY, longer_sessions
 from rec_gym.storage import cache_dir, stable_hash
 
 REWARDS = ("score_gain", "score")
@@ -72,8 +73,11 @@ class RLRF4RecTask:
             self.recommender = SASRecRecommender.load(recommender)
         else:
             training = {**DEFAULT_RECSYS_TRAINING, **(recsys_training or {})}
+            train_history = int(training.pop("train_history", TRAIN_HISTORY))
+            sessions = None if isinstance(dataset, SessionDataset) else longer_sessions(
+                self.dataset, dataset, data_dir, max_history=train_history, seed=seed, n_train=n_train)
             self.recommender = knowledge_recommender(self.dataset, self.writer, encoder, self.n_texts, temperature,
-                                                     training, progress=progress)
+                                                     training, progress=progress, sessions=sessions)
         text_encoder = self.recommender.encoder or encoder
         # Bars only for the one-off training above: later builds read every text from the response cache.
         self.replies = generate_preferences(self.writer, self.dataset, self.rows, self.n_texts, temperature,
@@ -210,7 +214,7 @@ class RLRF4RecEnv(gym.Env):
     | ``writer`` | str or object | ``"simulated"`` | the backend that writes the texts: ``"simulated"``, ``"hf:<model>"``, ``"openai:<model>"`` or an object with ``write`` |
     | ``writer_kwargs`` | dict | ``None`` | extra arguments for the writer backend |
     | ``recommender`` | path or object | ``None`` | a knowledge-augmented SASRec folder (``rec-gym train-recsys --knowledge``); ``None`` trains one on the training sessions' texts (cached) |
-    | ``recsys_training`` | dict | ``{"epochs": 40, "seed": 0}`` | arguments of :func:`~rec_gym.recsys.training.train_sasrec` when the env trains the recommender |
+    | ``recsys_training`` | dict | ``{"epochs": 40, "seed": 0}`` | arguments of :func:`~rec_gym.recsys.training.train_sasrec` when the env trains the recommender, and ``"train_history"`` (default 1000): history items per session it learns from where the env's 20 were cut (MovieLens day-sessions) |
     | ``n_texts`` | int | 10 | texts per session (N) |
     | ``temperature`` | float | 1.0 | sampling temperature of the texts |
     | ``reward`` | str | ``"score_gain"`` | ``"score_gain"`` or ``"score"`` |

@@ -30,19 +30,21 @@ SPLITS = ("train", "val", "test")
 TOP_K = 10
 
 
-def recsys_backend(dataset: SessionDataset, writer: LLMBackend, recommender: Any, encoder: str) -> LLMBackend:
+def recsys_backend(dataset: SessionDataset, writer: LLMBackend, recommender: Any, encoder: str,
+                   sessions: Any = None) -> LLMBackend:
     """The knowledge-augmented SASRec as the ranker of the hint prompts (``reward_source="recsys"``).
 
     ``recommender`` is a trained model or its folder (``rec-gym train-recsys --knowledge``); ``None``
     trains one on preference texts that ``writer`` (the env's ``llm``) writes for the training sessions,
-    cached under ``$REC_GYM_CACHE/recsys``.
+    cached under ``$REC_GYM_CACHE/recsys``; ``sessions`` is a callable giving the same sessions with longer
+    histories for that training (or ``None``), called only when a model is trained.
     """
     from rec_gym.recsys.model import SASRecRecommender
     from rec_gym.recsys.ranker import RecsysRanker
     from rec_gym.recsys.reward import knowledge_recommender
 
     if recommender is None:
-        model = knowledge_recommender(dataset, writer, encoder=encoder)
+        model = knowledge_recommender(dataset, writer, encoder=encoder, sessions=sessions() if sessions else None)
     elif isinstance(recommender, SASRecRecommender):
         model = recommender
     else:
@@ -88,7 +90,11 @@ class Re2LLMTask:
         # Shared within the process, and a model loads only on the first table miss (rec_gym.llm.lazy).
         self.backend = lazy_llm(llm, **(llm_kwargs or {}))
         if reward_source == "recsys":
-            self.backend = recsys_backend(self.dataset, self.backend, recommender, encoder)
+            from rec_gym.recsys.sequences import longer_sessions
+
+            sessions = None if isinstance(dataset, SessionDataset) else (
+                lambda: longer_sessions(self.dataset, dataset, data_dir, seed=seed, n_train=n_train))
+            self.backend = recsys_backend(self.dataset, self.backend, recommender, encoder, sessions)
         elif recommender is not None:
             raise ValueError("recommender= is read only with reward_source='recsys'")
         self.reward_mode = reward

@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from rec_gym.data.embeddings import check_encoder
+from rec_gym.recsys.sequences import TRAIN_HISTORY
 
 
 def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", type=int, default=2, help="self-attention blocks (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="training seed; the dataset's seed is 0 (default: %(default)s)")
-    parser.add_argument("--train-history", type=int, default=1000,
+    parser.add_argument("--train-history", type=int, default=TRAIN_HISTORY,
                         help="history items per session that training reads; the envs keep the last 20, and "
                              "longer day-sessions teach the model more (default: %(default)s)")
     parser.add_argument("--loss", choices=("sampled-softmax", "bce"), default="sampled-softmax",
@@ -48,7 +49,7 @@ def run_train_recsys(args: argparse.Namespace) -> int:
     from rec_gym.recsys.model import PopularityRecommender
     from rec_gym.recsys.preferences import embed_texts, generate_preferences
     from rec_gym.recsys.sasrec import SASRecConfig
-    from rec_gym.recsys.sequences import load_training_sessions
+    from rec_gym.recsys.sequences import longer_sessions
     from rec_gym.recsys.training import evaluate_recommender, train_sasrec
 
     if args.epochs < 1:
@@ -57,8 +58,7 @@ def run_train_recsys(args: argparse.Namespace) -> int:
         raise ValueError(f"--train-history must be >= 1, got {args.train_history}")
     dataset = load_dataset(args.dataset, args.data_dir)
     # The same sessions with longer histories, for training only; the envs and the evaluation keep 20.
-    sessions = load_training_sessions(args.dataset, args.data_dir, max_history=args.train_history) \
-        if args.train_history > 20 else None
+    sessions = longer_sessions(dataset, args.dataset, args.data_dir, max_history=args.train_history)
     progress = not args.no_progress
     texts = None
     held_out: dict[str, np.ndarray] = {}

@@ -136,18 +136,19 @@ class RecsysRewardModel:
 
 def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "minilm", n_texts: int = 10,
                           temperature: float = 1.0, training: dict[str, Any] | None = None, use_cache: bool = True,
-                          progress: bool = True) -> SASRecRecommender:
+                          progress: bool = True, sessions: SessionDataset | None = None) -> SASRecRecommender:
     """A knowledge-augmented SASRec trained on ``n_texts`` preference texts per training session.
 
     The texts come from ``writer`` (cached in the response cache); the trained model is cached under
     ``$REC_GYM_CACHE/recsys/`` keyed by the dataset, the writer, the encoder, the sampling and the
-    training arguments, so a second call loads it.
+    training arguments, so a second call loads it. ``sessions``: the same sessions with longer histories
+    for training (:func:`~rec_gym.recsys.sequences.longer_sessions`).
     """
     from rec_gym.recsys.training import train_sasrec
 
     training = dict(training or {})
     key = stable_hash("ka-sasrec-v1", dataset.name, dataset.fingerprint, getattr(writer, "name", str(writer)), encoder,
-                      n_texts, temperature, training, length=20)
+                      n_texts, temperature, training, sessions.fingerprint if sessions is not None else None, length=20)
     folder = cache_dir("recsys") / f"{dataset.name}-ka-{key}"
     if use_cache and (folder / "config.json").is_file():
         return SASRecRecommender.load(folder)
@@ -155,7 +156,7 @@ def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "
     replies = generate_preferences(writer, dataset, rows, n=n_texts, temperature=temperature, progress=progress)
     flat = embed_texts([t for texts in replies for t in texts], encoder, progress=progress)
     texts = {int(r): flat[k * n_texts:(k + 1) * n_texts] for k, r in enumerate(rows)}
-    recommender = train_sasrec(dataset, texts=texts, encoder=encoder, progress=progress, **training)
+    recommender = train_sasrec(dataset, texts=texts, encoder=encoder, progress=progress, sessions=sessions, **training)
     recommender.info["preference_texts"] = {"writer": getattr(writer, "name", str(writer)), "n": n_texts,
                                             "temperature": temperature}
     if use_cache:

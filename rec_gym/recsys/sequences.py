@@ -11,8 +11,11 @@ import numpy as np
 
 from rec_gym.data.types import SessionDataset
 
+ENV_HISTORY = 20  # history items per session that the envs keep (load_dataset's max_history)
+TRAIN_HISTORY = 1000  # history items per session that training reads by default
 
-def load_training_sessions(dataset: str, data_dir: str | None = None, *, max_history: int = 1000, seed: int = 0,
+
+def load_training_sessions(dataset: str, data_dir: str | None = None, *, max_history: int = TRAIN_HISTORY, seed: int = 0,
                            n_train: int | None = None) -> SessionDataset:
     """The sessions of ``load_dataset(dataset, data_dir, seed=seed, n_train=n_train)`` with up to
     ``max_history`` history items each, for training (pass them as ``sessions=``).
@@ -23,6 +26,16 @@ def load_training_sessions(dataset: str, data_dir: str | None = None, *, max_his
     from rec_gym.data import load_dataset
 
     return load_dataset(dataset, data_dir, n_candidates=2, seed=seed, n_train=n_train, max_history=max_history)
+
+
+def longer_sessions(loaded: SessionDataset, dataset: str, data_dir: str | None = None, *,
+                    max_history: int = TRAIN_HISTORY, seed: int = 0, n_train: int | None = None) -> SessionDataset | None:
+    """:func:`load_training_sessions` when some history of ``loaded`` (``dataset`` as the envs load it) has
+    the envs' :data:`ENV_HISTORY` items, so it may have been cut; ``None`` when none has (Steam's and the
+    synthetic sessions are shorter) or ``max_history`` is no longer."""
+    if max_history <= ENV_HISTORY or loaded.history.shape[1] < ENV_HISTORY:
+        return None
+    return load_training_sessions(dataset, data_dir, max_history=max_history, seed=seed, n_train=n_train)
 
 
 def session_sequences(dataset: SessionDataset, sessions: SessionDataset | None = None) -> list[np.ndarray]:
