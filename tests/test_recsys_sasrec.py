@@ -95,6 +95,9 @@ def test_training_reads_the_longer_histories_of_the_same_sessions_and_refuses_ot
         training_sequences(short, fewer)
     with pytest.raises(ValueError, match="loss="):
         train_sasrec(short, loss="softmax", epochs=1, progress=False)
+    assert train_sasrec(short, negatives=10_000, epochs=1, progress=False).info["training"]["negatives"] == N_ITEMS
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        train_sasrec(short, epochs=0, progress=False)
 
 
 def test_windows_cover_every_transition_of_a_long_sequence_once():

@@ -142,3 +142,11 @@ def test_the_env_trains_its_recommender_on_the_histories_beyond_the_20_it_keeps(
         assert env.unwrapped.task.dataset.history.shape[1] == 20
         longest[train_history] = env.unwrapped.task.recommender.info["training"]["longest_sequence"]
     assert longest == {1000: 31, 20: 21}
+
+
+@pytest.mark.parametrize("training, message", [({"epoch": 2}, r"unknown key\(s\) \['epoch'\]"),
+                                               ({"epochs": 0}, "epochs must be >= 1"),
+                                               ({"train_history": 0}, "train_history must be >= 1")])
+def test_bad_recsys_training_is_refused_before_any_work(folder, training, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make("RLRF4Rec-Synthetic-v0", dataset=folder, n_texts=N_TEXTS, recsys_training=training)

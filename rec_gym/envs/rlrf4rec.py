@@ -20,6 +20,7 @@ from rec_gym.recsys.model import SASRecRecommender
 from rec_gym.recsys.preferences import embed_texts, generate_preferences, parse_preference
 from rec_gym.recsys.reward import RecsysRewardModel, knowledge_recommender
 from rec_gym.recsys.sequences import TRAIN_HISTORY, longer_sessions
+from rec_gym.recsys.training import check_training_kwargs
 from rec_gym.storage import cache_dir, stable_hash
 
 REWARDS = ("score_gain", "score")
@@ -74,6 +75,7 @@ class RLRF4RecTask:
         else:
             training = {**DEFAULT_RECSYS_TRAINING, **(recsys_training or {})}
             train_history = int(training.pop("train_history", TRAIN_HISTORY))
+            check_training_kwargs(training, train_history)
             sessions = None if isinstance(dataset, SessionDataset) else longer_sessions(
                 self.dataset, dataset, data_dir, max_history=train_history, seed=seed, n_train=n_train)
             self.recommender = knowledge_recommender(self.dataset, self.writer, encoder, self.n_texts, temperature,

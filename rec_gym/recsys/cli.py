@@ -29,7 +29,8 @@ def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
                         help="next-item loss: softmax against sampled items, or SASRec's original binary "
                              "cross-entropy (default: %(default)s)")
     parser.add_argument("--negatives", type=int, default=256,
-                        help="items sampled per batch for the sampled softmax (default: %(default)s)")
+                        help="items sampled per batch for the sampled softmax (larger than the catalog: its size); "
+                             "not read with --loss bce (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--validate-every", type=int, default=5,
                         help="keep the weights of the best validation NDCG@10, measured every so many epochs "
@@ -90,6 +91,7 @@ def run_train_recsys(args: argparse.Namespace) -> int:
         model.info["preference_texts"] = {"writer": writer.name, "n": args.n_texts,
                                           "temperature": args.temperature}
     out = model.save(args.out)
+    print(f"test split ({metrics['test']['sasrec']['sessions']} sessions; val in config.json):")
     print(json.dumps(metrics["test"], indent=2))
     print(f"saved {out}/model.safetensors and {out}/config.json")
     return 0

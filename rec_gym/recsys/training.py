@@ -20,6 +20,7 @@ target among the session's candidates, and among all catalog items (history item
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from typing import Any, Mapping
@@ -66,7 +67,8 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
             :func:`training_sequences`); ``None`` reads ``dataset``'s.
         loss: ``"sampled-softmax"`` (cross-entropy of the next item against ``negatives`` uniformly drawn
             items per batch) or ``"bce"`` (SASRec's binary cross-entropy against one negative per position).
-        negatives: sampled items per batch for ``"sampled-softmax"``.
+        negatives: sampled items per batch for ``"sampled-softmax"``, at most the catalog's size (larger
+            values use the catalog's size).
         texts: knowledge augmentation: dataset row -> float32 ``(k, text_dim)``, the embeddings of that
             session's ``k`` preference texts (rows missing here train without a text).
         encoder: the encoder spec that embedded ``texts``; recorded so scoring embeds new texts the same way.
@@ -81,8 +83,11 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
     """
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r} is not one of {LOSSES}")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
     if loss == "sampled-softmax" and int(negatives) < 1:
         raise ValueError(f"negatives must be >= 1 for the sampled softmax, got {negatives}")
+    negatives = min(int(negatives), len(dataset.catalog))  # more draws than items only repeat them
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     previous_threads = torch.get_num_threads()
@@ -156,6 +161,19 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
                          "validation": [{"epoch": e, "val_ndcg10_candidates": v} for e, v in validation],
                          "best_epoch": max(validation, key=lambda ev: ev[1])[0] if validation else epochs}}
     return SASRecRecommender(model, info)
+
+
+def check_training_kwargs(training: Mapping[str, Any], train_history: int) -> None:
+    """Refuse ``recsys_training`` keys that :func:`train_sasrec` does not take, and a ``train_history`` below 1,
+    before any work is done."""
+    known = set(inspect.signature(train_sasrec).parameters) - {"dataset", "config", "sessions", "texts", "encoder", "progress"}
+    unknown = sorted(set(training) - known)
+    if unknown:
+        raise ValueError(f"recsys_training: unknown key(s) {unknown}; known: {sorted(known | {'train_history'})}")
+    if int(train_history) < 1:
+        raise ValueError(f"recsys_training: train_history must be >= 1, got {train_history}")
+    if "epochs" in training and int(training["epochs"]) < 1:
+        raise ValueError(f"recsys_training: epochs must be >= 1, got {training['epochs']}")
 
 
 def _bce(hidden: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
