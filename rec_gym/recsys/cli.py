@@ -79,10 +79,12 @@ def run_train_recsys(args: argparse.Namespace) -> int:
     config = SASRecConfig(n_items=len(dataset.catalog), dim=args.dim, n_blocks=args.blocks, dropout=args.dropout,
                           text_dim=text_dim)
     model = train_sasrec(dataset, config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         sessions=sessions, loss=args.loss, negatives=args.negatives, texts=texts, encoder=args.encoder if args.knowledge else None, threads=args.threads,
+                         sessions=sessions, loss=args.loss, negatives=args.negatives, texts=texts,
+                         encoder=args.encoder if args.knowledge else None, threads=args.threads,
                          validate_every=args.validate_every, progress=progress)
     metrics = {split: {"sasrec": evaluate_recommender(model, dataset, split),
-                       "popularity": evaluate_recommender(PopularityRecommender(dataset, sessions=sessions), dataset, split)}
+                       "popularity": evaluate_recommender(PopularityRecommender(dataset, sessions=sessions), dataset,
+                                                          split)}
                for split in ("val", "test")}
     for split, embeddings in held_out.items():
         metrics[split]["sasrec_with_text"] = evaluate_recommender(model, dataset, split, embeddings)

@@ -33,7 +33,7 @@ FORMAT = "rec_gym-sasrec-v1"
 
 class PopularityRecommender:
     """Scores an item by how often it occurs in what the recommenders learn from: the training sessions
-    (history and target) and the other sessions' histories (see :func:`~rec_gym.recsys.training.training_sequences`;
+    (history and target) and the other sessions' histories (see :func:`~rec_gym.recsys.sequences.training_sequences`;
     ``sessions=``: the same sessions with longer histories, as SASRec's training reads them).
 
     Ties (items seen equally often, most of a long-tail catalog) are broken by a fixed seeded order,

@@ -55,7 +55,7 @@ def _checked_sessions(dataset: SessionDataset, sessions: SessionDataset) -> Sess
         raise ValueError(
             f"sessions= ({sessions.name!r}, {len(sessions)} sessions) are not the sessions of {dataset.name!r} "
             f"({len(dataset)} sessions): load the same dataset with the same seed and n_train and only a larger "
-            f"max_history, e.g. load_dataset({dataset.name!r}, data_dir, max_history=1000)")
+            f"max_history, e.g. load_training_sessions({dataset.name!r}, data_dir, max_history=1000)")
     return sessions
 
 
