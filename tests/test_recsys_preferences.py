@@ -229,3 +229,29 @@ def test_reward_source_recsys_makes_the_hint_env_read_the_recommenders_ranks(tin
         gym.make("Re2LLM-Synthetic-v0", dataset=tiny, observation="profile", recommender=str(tmp_path / "ka"))
     with pytest.raises(ValueError, match="reward_source='model'"):
         gym.make("Re2LLM-Synthetic-v0", dataset=tiny, observation="profile", reward_source="model")
+
+
+_TEXTS_DIGEST = """
+import hashlib, json
+from rec_gym.data import load_dataset
+from rec_gym.llm import make_llm
+from rec_gym.recsys.preferences import generate_preferences
+dataset = load_dataset("synthetic", use_cache=False)
+texts = generate_preferences(make_llm("simulated"), dataset, dataset.indices("train")[:300], n=10, temperature=1.0,
+                             progress=False)
+print(hashlib.sha256(json.dumps(texts).encode()).hexdigest())
+"""
+
+
+def test_simulated_texts_are_the_same_in_processes_with_different_string_hashing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "REC_GYM_CACHE": str(tmp_path / f"cache-{hash_seed}")}
+        out = subprocess.run([sys.executable, "-c", _TEXTS_DIGEST], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        digests.append(out.stdout.strip())
+    assert len(digests[0]) == 64 and digests[0] == digests[1]

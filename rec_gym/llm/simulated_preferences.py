@@ -68,8 +68,9 @@ def supported_factors(history: Sequence[Item], domain: str) -> dict[str, str]:
         popularity = float(np.mean([item.popularity for item in history]))
         factors["popularity"] = (f"likes popular, mainstream {noun}s" if popularity >= 0.5
                                  else f"seeks out niche, lesser-known {noun}s")
-    words = Counter(w for item in history for w in title_words(item.title))
-    shared = [w for w, c in words.most_common(3) if c >= 2]
+    # Title words come as sets, whose order differs between processes: ties are broken alphabetically.
+    words = Counter(w for item in history for w in sorted(title_words(item.title)))
+    shared = [w for w, c in sorted(words.items(), key=lambda wc: (-wc[1], wc[0]))[:3] if c >= 2]
     if shared:
         factors["series"] = f"follows a series or franchise ({shared[0]})"
     if history:
