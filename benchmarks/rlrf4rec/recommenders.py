@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rec_gym.agents.statistics import paired_difference_ci
 from rec_gym.data import load_dataset
 from rec_gym.llm import make_llm
 from rec_gym.recsys import PopularityRecommender, SASRecConfig, evaluate_recommender, train_sasrec
@@ -55,10 +56,9 @@ torch.set_num_threads(1)
 
 def gap_interval(better: np.ndarray, worse: np.ndarray) -> dict[str, float]:
     """Mean per-session NDCG@10 gain of ``better`` over ``worse`` (candidate ranks), with a 95% paired bootstrap interval."""
-    gain = np.asarray(ndcg_at_k(better, 10), dtype=np.float64) - np.asarray(ndcg_at_k(worse, 10), dtype=np.float64)
-    means = gain[np.random.default_rng(0).integers(len(gain), size=(BOOTSTRAP, len(gain)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(gain.mean()), "low": float(low), "high": float(high), "sessions": int(len(gain))}
+    a, b = (np.asarray(ndcg_at_k(r, 10), dtype=np.float64).reshape(1, -1) for r in (better, worse))
+    mean, low, high = paired_difference_ci(a, b, reps=BOOTSTRAP)
+    return {"mean": mean, "low": low, "high": high, "sessions": int(a.shape[1])}
 
 
 def metrics(ranks: np.ndarray) -> dict[str, float]:
