@@ -31,7 +31,7 @@ import numpy as np
 
 from rec_gym.data import download, folder as session_folder, movielens, steam
 from rec_gym.data.download import DatasetNotFoundError, fetch
-from rec_gym.data.sessions import RawSession, assemble
+from rec_gym.data.sessions import MAX_HISTORY, RawSession, assemble
 from rec_gym.data.types import Catalog, Item, SessionDataset
 from rec_gym.storage import atomic_path, cache_dir, stable_hash, write_json_atomic
 
@@ -55,7 +55,7 @@ class _Source:
 
 
 def load_dataset(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
-                 n_candidates: int = 50, seed: int = 0, n_train: int | None = None, max_history: int = 20,
+                 n_candidates: int = 50, seed: int = 0, n_train: int | None = None, max_history: int = MAX_HISTORY,
                  use_cache: bool = True) -> SessionDataset:
     """Load, sessionize and assemble a dataset (see :func:`rec_gym.data.sessions.assemble` for the protocol).
 

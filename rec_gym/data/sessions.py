@@ -31,6 +31,7 @@ from rec_gym.storage import stable_hash
 
 SPLITS = ("train", "val", "test")
 SECONDS_PER_DAY = 86_400
+MAX_HISTORY = 20  # history items kept per session by default (the most recent ones)
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ def assign_splits(sessions: Sequence[RawSession], seed: int,
 
 
 def assemble(name: str, catalog: Catalog, sessions: list[RawSession], *, n_candidates: int = 50, seed: int = 0,
-             n_train: int | None = None, max_history: int = 20,
+             n_train: int | None = None, max_history: int = MAX_HISTORY,
              split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> SessionDataset:
     """Truncate histories, fix candidates and splits, subsample train, and pack the arrays.
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from rec_gym.data.sessions import MAX_HISTORY
 from rec_gym.data.types import SessionDataset
 
-ENV_HISTORY = 20  # history items per session that the envs keep (load_dataset's max_history)
+ENV_HISTORY = MAX_HISTORY  # history items per session that the envs keep (load_dataset's default)
 TRAIN_HISTORY = 1000  # history items per session that training reads by default
 
 
