@@ -160,3 +160,23 @@ def test_hf_write_is_greedy_like_generate_and_samples_reproducibly(tmp_path):
     assert replies[0] == backend.generate([{"role": "user", "content": prompt}], max_new_tokens=6)
     assert backend.write(sampled) == replies[1:]
     assert len(set(replies[1:])) > 1  # four samples at temperature 1.5 are not all the same text
+
+
+def test_a_reply_cached_by_an_earlier_version_of_a_simulated_writer_is_never_served(tmp_path):
+    from rec_gym.data.types import Item
+    from rec_gym.llm import simulated_preferences
+    from rec_gym.recsys.preferences import preference_request
+
+    history = [Item(str(i), f"Star Saga {i} ({1990 + i})", {"genres": ("Sci-Fi",), "year": 1990 + i}) for i in range(4)]
+    request = preference_request(history, "movie", sample=0, temperature=1.0)
+    simulated = make_llm("simulated")
+    assert simulated.writer_version("preference") == simulated_preferences.VERSION != ""
+    assert simulated.writer_version("reflect") == ""  # a writer without a version keeps its keys
+    cached = CachedBackend(simulated, tmp_path / "r.sqlite")
+    unversioned = generation_key(simulated.name, request)
+    cached.store.put_texts(simulated.name, [(unversioned, request.template_version, "a reply of an earlier writer")])
+    reply = cached.write([request])[0]
+    assert reply == simulated.write([request])[0] != "a reply of an earlier writer"
+    assert cached.misses == 1 and cached.hits == 0
+    again = CachedBackend(make_llm("simulated"), tmp_path / "r.sqlite")
+    assert again.write([request]) == [reply] and again.hits == 1

@@ -76,10 +76,15 @@ def request_key(backend_name: str, request: RankRequest) -> str:
                        request.hint, request.domain, length=32)
 
 
-def generation_key(backend_name: str, request: GenerateRequest) -> str:
-    """The cache key of a generation ``request`` answered by ``backend_name`` (32 hex characters)."""
+def generation_key(backend_name: str, request: GenerateRequest, writer_version: str = "") -> str:
+    """The cache key of a generation ``request`` answered by ``backend_name`` (32 hex characters).
+
+    ``writer_version``: the version of the code that writes for this purpose, where the backend has one
+    (the simulated writers), so that replies of an earlier version are never served for a later one.
+    """
+    versioned = [writer_version] if writer_version else []
     return stable_hash(backend_name, "generate", request.purpose, request.template_version, [list(m) for m in request.messages],
-                       request.max_new_tokens, repr(float(request.temperature)), request.sample, length=32)
+                       request.max_new_tokens, repr(float(request.temperature)), request.sample, *versioned, length=32)
 
 
 def _encode(ranking: Ranking) -> bytes | None:
@@ -320,7 +325,8 @@ class CachedBackend:
         """
         if not can_write(self.backend):
             raise TypeError(f"backend {self.name!r} does not write text; use simulated, hf:<model> or openai:<model>")
-        keys = [generation_key(self.name, r) for r in requests]
+        versions = getattr(self.backend, "writer_version", None)
+        keys = [generation_key(self.name, r, versions(r.purpose) if versions else "") for r in requests]
         found = self.store.get_texts(keys)
         self.hits += sum(1 for k in keys if k in found)
         pending = _missing(keys, found)

@@ -453,6 +453,11 @@ class SimulatedLLM:
                 rankings[i] = np.argsort(-score[:, k], kind="stable").tolist()
         return rankings
 
+    def writer_version(self, purpose: str) -> str:
+        """The ``VERSION`` of the module that writes for ``purpose`` ("" where it has none); it keys cached replies."""
+        module = SIMULATED_WRITERS.get(purpose)
+        return str(getattr(importlib.import_module(module), "VERSION", "")) if module else ""
+
     def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """Simulated writing, one reply per request, chosen by ``request.purpose`` (see :data:`SIMULATED_WRITERS`).
 

@@ -33,6 +33,9 @@ from rec_gym.data.types import Item, title_words
 from rec_gym.llm.protocol import GenerateRequest
 from rec_gym.storage import stable_hash
 
+# Keys cached replies: bumped whenever the texts this module writes change (v2: ties among title words).
+VERSION = "preference-writer-v2"
+
 if TYPE_CHECKING:
     from rec_gym.llm.simulated import SimulatedLLM
 
