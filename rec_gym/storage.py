@@ -7,8 +7,9 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 CACHE_ENV_VAR = "REC_GYM_CACHE"
 
@@ -51,6 +52,95 @@ def sqlite_transaction(conn: Any) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def write_bytes_durably(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably: the bytes are fsynced before the rename and the
+    rename is fsynced after it, so neither a killed process nor a power cut leaves a half-written file."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make the renames inside ``folder`` durable (a no-op where folders cannot be opened, as on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, shared: bool = False) -> Iterator[None]:
+    """An advisory lock on ``folder`` itself, across processes: exclusive for a writer, ``shared=True`` for readers.
+
+    It is ``flock`` on the folder, so it adds no file to the folder, needs no write permission to read
+    under it, and the kernel releases it when its holder dies (a SIGKILL leaves no stale lock).
+    """
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _read_at_most(fh: BinaryIO, max_bytes: int, what: str, fix: str) -> bytes:
+    data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} is larger than its limit of {max_bytes:,} bytes; {fix}")
+    return data
+
+
+def read_limited(path: str | os.PathLike, max_bytes: int, fix: str) -> bytes:
+    """The bytes of ``path``, refused with a ``ValueError`` naming the file and ``fix`` beyond ``max_bytes``.
+
+    The size is checked before anything is read, and reading stops at the limit, so a file that grows
+    meanwhile costs no more memory than the limit.
+    """
+    size = os.stat(path).st_size
+    if size > max_bytes:
+        raise ValueError(f"{path} is {size:,} bytes, more than its limit of {max_bytes:,}; {fix}")
+    with open(path, "rb") as fh:
+        return _read_at_most(fh, max_bytes, str(path), fix)
+
+
+def read_zip_member(path: str | os.PathLike, name: str, max_bytes: int) -> bytes:
+    """The uncompressed bytes of member ``name`` of the zip archive ``path``, at most ``max_bytes`` of them.
+
+    For archives received from others (a zip bomb expands a few kB into gigabytes): the member's
+    declared size is checked before decompressing, and decompression stops one byte past the limit in
+    case the declaration lies. Raises ``ValueError`` (one line naming the archive, the member and the
+    limit) for a missing member, a member over the limit, or an archive that is not a readable zip.
+    """
+    fix = "it is not an archive this package wrote; ask its sender for the original or make it again"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                info = archive.getinfo(name)
+            except KeyError:
+                raise ValueError(f"{path}: no member {name!r}; {fix}") from None
+            if info.file_size > max_bytes:
+                raise ValueError(f"{path} member {name!r} declares {info.file_size:,} bytes, more than its limit of "
+                                 f"{max_bytes:,}; {fix}")
+            with archive.open(info) as member:
+                return _read_at_most(member, max_bytes, f"{path} member {name!r}", fix)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as exc:
+        # zipfile raises BadZipFile for a bad CRC, OSError/EOFError for truncated data, NotImplementedError
+        # for an unknown compression method.
+        raise ValueError(f"{path}: not a readable zip archive ({type(exc).__name__}: {exc}); {fix}") from None
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:

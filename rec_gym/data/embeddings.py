@@ -14,6 +14,10 @@ Model embeddings are computed once per item text and kept per encoder in
 ``$REC_GYM_CACHE/embeddings/<encoder>.sqlite``; only the items an observation needs (those that occur
 in some history) are encoded. Encoding says on stderr what it encodes, with which model and where
 the result is kept, and shows one progress bar; cached items load silently, without loading the model.
+Encoding commits every :data:`COMMIT_BATCH` texts, so a killed run keeps the batches it finished. Each
+stored vector carries a checksum of its key and bytes; a vector that fails it (a flipped byte, a
+truncated blob) is reported once on stderr, dropped and encoded again, and a file SQLite cannot read
+is replaced.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
     from filelock import FileLock
 
 ENCODERS = ("minilm", "hashing", "st:<sentence-transformers model or path>")
+MINILM_DIM = 384
+# Texts encoded between two commits of the embedding store: what a killed encoding run can lose.
+COMMIT_BATCH = 512
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
@@ -97,6 +104,18 @@ class SentenceEncoder:
                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
 
+def builtin_encoder_dim(spec: str) -> int | None:
+    """The width of a built-in encoder (``"minilm"``, ``"hashing"``, ``"hashing-<dim>"``) without loading
+    anything; ``None`` for any other spec (a ``"st:"`` model is only known once loaded)."""
+    if spec == "minilm":
+        return MINILM_DIM
+    if spec == "hashing":
+        return HashingEncoder().dim
+    if spec.startswith("hashing-") and spec[8:].isdigit() and int(spec[8:]) >= 8:
+        return int(spec[8:])
+    return None
+
+
 def check_encoder(spec: "str | TextEncoder") -> None:
     """Raise ``ValueError`` for an ``encoder=`` string that names no encoder, without loading any model."""
     if isinstance(spec, str) and not (spec in ("minilm", "hashing") or (spec.startswith("hashing-") and spec[8:].isdigit())
@@ -140,15 +159,20 @@ def _model_title(spec: "str | TextEncoder") -> str:
     return spec if isinstance(spec, str) else spec.name
 
 
-def _encode_with_progress(model: TextEncoder, texts: list[str], job: str, chunk: int = 512) -> np.ndarray:
-    """``model.encode(texts)`` in chunks under one progress bar named ``job``."""
+def _encode_with_progress(model: TextEncoder, texts: list[str], job: str, chunk: int = COMMIT_BATCH,
+                          done: Callable[[list[str], np.ndarray], None] | None = None) -> np.ndarray:
+    """``model.encode(texts)`` in chunks under one progress bar named ``job``; ``done(texts, vectors)`` is
+    called after each chunk (float32 ``(len(texts), dim)``), so a caller can keep finished work."""
     from tqdm.auto import tqdm
 
     parts = []
     with tqdm(total=len(texts), desc=job, unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
         for start in range(0, len(texts), chunk):
-            parts.append(np.asarray(model.encode(texts[start:start + chunk]), dtype=np.float32))
-            bar.update(len(texts[start:start + chunk]))
+            part = texts[start:start + chunk]
+            parts.append(np.asarray(model.encode(part), dtype=np.float32))
+            if done is not None:
+                done(part, parts[-1])
+            bar.update(len(part))
     return np.concatenate(parts) if parts else np.zeros((0, model.dim), dtype=np.float32)
 
 
@@ -156,7 +180,8 @@ class EmbeddingStore:
     """Item embeddings of one encoder, one row per item text, in an SQLite file (WAL; many readers and writers).
 
     Keyed by the SHA-256 of the text, so any catalog that holds the same item text reuses its vector: a
-    larger dataset starts from a smaller one's work. ``lock()`` serialises encoding across processes.
+    larger dataset starts from a smaller one's work. Each row holds a checksum of its key and vector
+    bytes, checked on every read. ``lock()`` serialises encoding across processes.
     """
 
     def __init__(self, encoder: str, folder: Path | None = None) -> None:
@@ -169,11 +194,12 @@ class EmbeddingStore:
             conn = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID")
-            except sqlite3.DatabaseError as exc:
-                conn.close()
-                raise ValueError(f"{self.path} is damaged ({exc}); it only saves encoder work, so delete it "
-                                 "(with its -wal and -shm files) and run again") from None
+                # Rows of the checksum-less table of earlier versions are not read: their texts are encoded again.
+                conn.execute("CREATE TABLE IF NOT EXISTS item_vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL, "
+                             "checksum BLOB NOT NULL) WITHOUT ROWID")
+            except sqlite3.DatabaseError:
+                conn.close()  # the caller decides what to do with a file SQLite cannot read
+                raise
             self._conn = conn
         return self._conn
 
@@ -181,24 +207,46 @@ class EmbeddingStore:
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
-    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    @staticmethod
+    def checksum(key: str, blob: bytes) -> bytes:
+        """16 bytes of SHA-256 over the key and the vector bytes: a flipped byte in either fails it."""
+        return hashlib.sha256(key.encode("utf-8") + b"\0" + blob).digest()[:16]
+
+    def get(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The stored float32 vectors of ``keys`` that pass their checksum, and the keys whose rows fail it."""
         found: dict[str, np.ndarray] = {}
+        failed: list[str] = []
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
             chunk = unique[start:start + 500]
-            rows = self.conn.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            found.update((k, np.frombuffer(blob, dtype="<f4")) for k, blob in rows)
-        return found
+            rows = self.conn.execute(f"SELECT key, vector, checksum FROM item_vectors WHERE key IN "
+                                     f"({','.join('?' * len(chunk))})", chunk)
+            for k, blob, checksum in rows:
+                if not isinstance(blob, bytes) or not blob or len(blob) % 4 or checksum != self.checksum(k, blob):
+                    failed.append(k)
+                else:
+                    found[k] = np.frombuffer(blob, dtype="<f4")
+        return found, failed
 
     def put(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        """Store ``(key, vector)`` rows in one transaction, replacing rows of the same key."""
+        rows = []
+        for k, v in items:
+            blob = np.asarray(v, dtype="<f4").tobytes()
+            rows.append((k, blob, self.checksum(k, blob)))
         with sqlite_transaction(self.conn):
-            self.conn.executemany("INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)",
-                                  [(k, np.asarray(v, dtype="<f4").tobytes()) for k, v in items])
+            self.conn.executemany("INSERT OR REPLACE INTO item_vectors (key, vector, checksum) VALUES (?, ?, ?)", rows)
 
     def lock(self) -> "FileLock":
         from filelock import FileLock
 
         return FileLock(str(self.path) + ".lock")
+
+    def remove(self) -> None:
+        """Delete the file (with its WAL and shared-memory files): for a file SQLite cannot read."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -229,31 +277,57 @@ def item_embeddings(catalog: Catalog, encoder: "str | TextEncoder", use_cache: b
 
 def _stored_embeddings(texts: list[str], encoder: "str | TextEncoder", use_cache: bool, label: str,
                        named: bool) -> np.ndarray:
-    def encode(todo: list[str], where: str) -> np.ndarray:
+    def encode(todo: list[str], where: str, done: Callable[[list[str], np.ndarray], None] | None = None) -> np.ndarray:
         model = make_encoder(encoder)
         of = f"dataset {label}" if named else f"a {label} catalog"
         print(f"rec_gym: encoding {len(todo)} item texts (title and metadata) of {of} with {_model_title(encoder)}, "
               f"once; {where}", file=sys.stderr, flush=True)
-        return _encode_with_progress(model, todo, f"embedding {label} items")
+        return _encode_with_progress(model, todo, f"embedding {label} items", done=done)
 
     if not use_cache:
         return encode(texts, "not cached (use_cache=False)")
     store = EmbeddingStore(encoder_name(encoder))
+    keys = [store.key(t) for t in texts]
     try:
-        keys = [store.key(t) for t in texts]
-        found = store.get(keys)
+        found = _read_store(store, keys, repair=False)
         if len(found) < len(set(keys)):
             with store.lock():
-                found.update(store.get([k for k in keys if k not in found]))  # another process may have finished them
+                # Another process may have finished some while this one waited; damage is reported and
+                # repaired only here, under the lock, so it is said once.
+                found.update(_read_store(store, [k for k in keys if k not in found], repair=True))
                 todo = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
                 if todo:
-                    vectors = encode(todo, f"cached per item in {store.path}")
-                    new = [(store.key(t), v) for t, v in zip(todo, vectors)]
-                    store.put(new)
-                    found.update(new)
+                    def keep(part: list[str], vectors: np.ndarray) -> None:
+                        rows = [(store.key(t), v) for t, v in zip(part, vectors)]
+                        store.put(rows)
+                        found.update(rows)
+
+                    encode(todo, f"cached per item in {store.path}", done=keep)
+        widths = {v.size for v in found.values()}
+        if len(widths) > 1:
+            raise ValueError(f"{store.path} holds item vectors of different lengths {sorted(widths)} under valid "
+                             "checksums, so this encoder did not write it; delete it (with its -wal and -shm files) "
+                             "and run again")
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
     finally:
         store.close()
+
+
+def _read_store(store: EmbeddingStore, keys: list[str], repair: bool) -> dict[str, np.ndarray]:
+    """The vectors of ``keys`` that ``store`` holds intact. With ``repair`` (under the store's lock), say on
+    stderr what failed and delete a file SQLite cannot read; the failed rows are then encoded again."""
+    try:
+        found, failed = store.get(keys)
+    except sqlite3.DatabaseError as exc:
+        if repair:
+            print(f"rec_gym: {store.path} cannot be read ({exc}); it only saves encoder work, so it is replaced",
+                  file=sys.stderr, flush=True)
+            store.remove()
+        return {}
+    if failed and repair:
+        print(f"rec_gym: {store.path}: {len(failed)} stored item vectors fail their checksum (the file was altered "
+              "or damaged); encoding them again", file=sys.stderr, flush=True)
+    return found
 
 
 def session_observations(history: np.ndarray, embeddings: np.ndarray, chunk: int = 2048) -> np.ndarray:

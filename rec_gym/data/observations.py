@@ -7,23 +7,29 @@ of one split in float32, a block of sessions at a time, straight into a ``.npy``
 texts, the sessions' histories). Every env copy and every process then maps that file read-only, so
 eight training envs and a validation env hold one matrix between them, in the page cache. A file lock
 makes a second process wait for the first build instead of repeating it; a build that is killed
-leaves no file behind.
+leaves no matrix behind, and the temporary file it leaves is removed by the next build.
+
+Each matrix has a checksum beside it (``<name>.npy.sha256``, the SHA-256 of the whole ``.npy`` file,
+computed from the bytes as they are written). A process checks it once, the first time it maps the file; a file that fails
+it (a flipped byte, a truncated file) is reported once on stderr and built again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from rec_gym.data.embeddings import encoder_name, item_embeddings, mean_history_embedding
 from rec_gym.data.profile import PROFILE_VERSION, _CatalogArrays, _profile_block
 from rec_gym.data.types import SessionDataset
-from rec_gym.storage import atomic_path, cache_dir, stable_hash
+from rec_gym.storage import atomic_path, cache_dir, stable_hash, write_bytes_durably
 
 if TYPE_CHECKING:
     from rec_gym.data.embeddings import TextEncoder
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
 OBSERVATIONS = ("embedding", "profile", "embedding+profile")
 # Bump when what a stored observation holds changes.
 OBSERVATION_VERSION = 1
+CHECKSUM_SUFFIX = ".sha256"
+_READ_CHUNK = 1 << 24
 _MAPPED: dict[Path, np.ndarray] = {}
 _MAPPED_LOCK = threading.Lock()
 
@@ -67,17 +75,58 @@ def observation_matrix(dataset: SessionDataset, rows: np.ndarray, observation: s
     with _MAPPED_LOCK:
         if path in _MAPPED and path.exists():
             return _MAPPED[path]
-    if not path.exists():
+    if _damage(path, rows.size) is not None:
         from filelock import FileLock
 
+        _remove_abandoned_builds(path.parent)
         with FileLock(str(path) + ".lock"):
-            if not path.exists():  # another process may have built it while this one waited
+            damage = _damage(path, rows.size)  # another process may have built it while this one waited
+            if damage is not None:
+                if damage != "missing":
+                    print(f"rec_gym: {path} {damage}; it is a cache, so it is built again", file=sys.stderr,
+                          flush=True)
                 _write(path, dataset, rows, observation, encoder, block)
     # A plain read-only ndarray over the mapping, so that rows and copies handed to agents are plain arrays.
     matrix = np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
     with _MAPPED_LOCK:
         _MAPPED[path] = matrix
     return matrix
+
+
+def _damage(path: Path, n_rows: int) -> str | None:
+    """``None`` when ``path`` holds an intact matrix of ``n_rows`` rows, ``"missing"`` when there is none,
+    else what is wrong with it. Reads the whole file once (about 1 GB/s)."""
+    checksum = Path(str(path) + CHECKSUM_SUFFIX)
+    if not path.exists():
+        return "missing"
+    if not checksum.exists():
+        return f"has no checksum file {checksum.name}"
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_READ_CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != checksum.read_text(encoding="ascii", errors="replace").strip():
+        return "fails its checksum (the file was altered or damaged)"
+    with open(path, "rb") as fh:
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(np.lib.format.read_magic(fh),
+                                                                        np.lib.format.read_array_header_2_0)
+        shape = read_header(fh)[0]
+    if len(shape) != 2 or shape[0] != n_rows:
+        return f"holds shape {shape}, not ({n_rows}, d)"
+    return None
+
+
+def _remove_abandoned_builds(folder: Path) -> None:
+    """Delete the temporary files of builds that were killed: those whose matrix's lock nobody holds."""
+    from filelock import FileLock, Timeout
+
+    for tmp in folder.glob(".*.npy.*.tmp"):
+        target = folder / (tmp.name[1:].split(".npy.", 1)[0] + ".npy")
+        try:
+            with FileLock(str(target) + ".lock", timeout=0):
+                tmp.unlink(missing_ok=True)
+        except Timeout:
+            continue  # a build in progress
 
 
 def _safe(name: str) -> str:
@@ -107,21 +156,35 @@ def _blocks(dataset: SessionDataset, rows: np.ndarray, observation: str, encoder
 
 def _write(path: Path, dataset: SessionDataset, rows: np.ndarray, observation: str, encoder: "str | TextEncoder",
            block: int) -> None:
-    """Write the matrix block by block behind a ``.npy`` header: never more than one block in memory."""
+    """Write the matrix block by block behind a ``.npy`` header: never more than one block in memory.
+
+    The checksum is computed from the bytes as they are written and lands before the matrix's rename,
+    so a matrix in place always has its checksum beside it.
+    """
+    digest = hashlib.sha256()
+
+    def put(fh: BinaryIO, data: bytes) -> None:
+        fh.write(data)
+        digest.update(data)
+
+    def header(shape: tuple[int, int]) -> bytes:
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        return buffer.getvalue()
+
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            header_at = fh.tell()
             width = None
             written = 0
             for part in _blocks(dataset, rows, observation, encoder, block):
                 if width is None:
                     width = part.shape[1]
-                    np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False,
-                                                             "shape": (rows.size, width)})
-                fh.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
+                    put(fh, header((rows.size, width)))
+                put(fh, np.ascontiguousarray(part, dtype="<f4").tobytes())
                 written += part.shape[0]
             if width is None:  # no rows at all
-                np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (0, 0)})
-            assert written == rows.size and fh.tell() > header_at
+                put(fh, header((0, 0)))
+            assert written == rows.size
             fh.flush()
             os.fsync(fh.fileno())
+        write_bytes_durably(str(path) + CHECKSUM_SUFFIX, digest.hexdigest().encode("ascii"))
