@@ -136,6 +136,41 @@ def test_a_server_that_never_answers_stops_the_run_and_a_rerun_finishes_it(tmp_p
         np.testing.assert_array_equal(done.ranks[i], expected)
 
 
+RACE_TRIALS = 20
+RACERS = {"pairs": ["--max-hints", "2"], "triples": ["--max-hints", "3"],
+          "sampled": ["--max-hints", "3", "--sets-per-session", "2"]}
+
+
+def test_hint_set_precomputes_racing_on_one_table_all_succeed_and_lose_nothing(tmp_path):
+    # Each run adds its own sets to the table while the others save theirs into the same file: a run
+    # must find its columns by key and report on those, whatever columns it takes in meanwhile.
+    base = ["--env", "Re2LLMCompose-Synthetic-v0", "--no-progress", "--env-kwargs", "n_train=2"]
+    assert main(["precompute", *base, "--max-hints", "1", "--table", str(tmp_path / "warm.npz")]) == 0  # dataset cache
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    racers = {name: subprocess.Popen([sys.executable, str(ROOT / "tests" / "precompute_racer.py"), str(tmp_path), name,
+                                      str(RACE_TRIALS), *base, *extra], env=env, stdout=subprocess.PIPE, text=True)
+              for name, extra in RACERS.items()}
+    for t in range(RACE_TRIALS):
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"{name}-ready-{t}").exists() for name in RACERS):
+            assert all(p.poll() is None for p in racers.values()) and time.monotonic() < deadline, \
+                f"a racer stopped before trial {t}"
+            time.sleep(0.001)
+        (tmp_path / f"go-{t}").touch()  # the three runs of trial t start together on table-t.npz
+    statuses = {name: p.communicate(timeout=300)[0].split() for name, p in racers.items()}
+    assert [p.returncode for p in racers.values()] == [0] * len(RACERS), statuses
+    for name in RACERS:
+        failed = [t for t in range(RACE_TRIALS) if statuses[name][2 * t + 1] != "0"]
+        assert not failed, f"{name} failed {len(failed)} of {RACE_TRIALS} trials; trial {failed[0]} said:\n" + \
+            (tmp_path / f"{name}-{failed[0]}.out").read_text()
+    wanted = {"pairs": 2 * 211, "triples": 2 * 1351, "sampled": 2 * (21 + 2)}  # sessions x (no hint, 20 hints, sets)
+    for t in range(RACE_TRIALS):
+        table = FeedbackTable.load(tmp_path / f"table-{t}.npz")
+        assert table.ranks.shape == (2, 1351) and table.complete  # every set of up to 3 of the 20 hints, no entry lost
+        for name, total in wanted.items():
+            assert f"{total}/{total} pairs known" in (tmp_path / f"{name}-{t}.out").read_text()
+
+
 def test_an_env_refuses_a_table_made_with_other_settings(tmp_path):
     table = tmp_path / "t.npz"
     assert precompute("--table", str(table)) == 0

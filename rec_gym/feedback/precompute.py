@@ -27,8 +27,13 @@ per session instead (seeded, the same on every run), for when all of them are to
 
 Sharding: ``--shard i/n`` fills the ``i``-th of ``n`` contiguous blocks of the split's sessions into
 ``<table>.shard-i-of-n.npz`` beside the table; ``--merge`` joins all ``n`` shard files into the table
-(all shards must exist and carry the same provenance). Shards on one machine may share one response
-cache file.
+(all shards must exist and carry the same provenance; give it the shards' ``--max-hints`` and
+``--sets-per-session``, which say which pairs it checks are known). Shards on one machine may share
+one response cache file.
+
+Only the columns a run asks for are its business: the table file may hold other hint sets (added by
+the composition and team envs, or by another precompute running at the same time), and the run
+finds its own columns by key after taking those in, so they never change what it fills or reports.
 """
 
 from __future__ import annotations
@@ -169,30 +174,45 @@ def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Pat
     return task, cached, path
 
 
-def _wanted(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace) -> np.ndarray:
-    """bool ``(len(rows), n_columns)``: the entries this run must fill (adds the set columns to ``table``)."""
-    columns = set_columns(task.kb, args.max_hints)
-    indices = np.array(table.add_columns(columns))
-    wanted = np.zeros((rows.size, table.ranks.shape[1]), dtype=bool)
-    singles, sets = indices[:len(task.kb) + 1], indices[len(task.kb) + 1:]
-    wanted[:, singles] = True
-    if args.sets_per_session is None or args.sets_per_session >= sets.size:
-        wanted[:, sets] = True
+def _wanted(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``(columns, wanted)``: what this run must fill in ``table``.
+
+    ``columns`` (int64 ``(C,)``) are the table columns of every set of up to ``--max-hints`` hints
+    (:func:`~rec_gym.feedback.table.set_columns` order: no hint, each hint, then the larger sets), found
+    by key, after taking in what other processes saved, and added to ``table`` where absent; ``wanted``
+    (bool ``(len(rows), C)``) marks the entries of ``rows`` x ``columns`` this run fills. Other columns
+    of the file (another process's sets) are none of this run's business, and a column keeps its index
+    while the table grows, so ``columns`` stays right when a later fill takes in more of them.
+    """
+    table.refresh()
+    columns = np.array(table.add_columns(set_columns(task.kb, args.max_hints)), dtype=np.int64)
+    n_single = len(task.kb) + 1
+    n_sets = columns.size - n_single
+    wanted = np.zeros((rows.size, columns.size), dtype=bool)
+    wanted[:, :n_single] = True
+    if args.sets_per_session is None or args.sets_per_session >= n_sets:
+        wanted[:, n_single:] = True
     else:
         for k, row in enumerate(rows):
-            rng = np.random.default_rng([int(task.rows[row]), sets.size, args.sets_per_session])
-            wanted[k, rng.choice(sets, size=args.sets_per_session, replace=False)] = True
-    return wanted
+            rng = np.random.default_rng([int(task.rows[row]), n_sets, args.sets_per_session])
+            wanted[k, n_single + rng.choice(n_sets, size=args.sets_per_session, replace=False)] = True
+    return columns, wanted
+
+
+def _wanted_codes(table: FeedbackTable, rows: np.ndarray, columns: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """int16 ``(wanted.sum(),)``: the rank codes of the ``wanted`` entries of ``rows`` x ``columns``."""
+    return table.ranks[np.ix_(rows, columns)][wanted]
 
 
 def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace, cached: CachedBackend | None) -> int:
-    wanted = _wanted(task, table, rows, args)
+    columns, wanted = _wanted(task, table, rows, args)
     total = int(wanted.sum())
     per_session = wanted.sum(axis=1)
     sizes = f"{per_session.min()}" if per_session.min() == per_session.max() else f"{per_session.min()}-{per_session.max()}"
     print(f"{rows.size} sessions x {sizes} prompt variants (no hint, each hint, and sets of up to {args.max_hints} of "
           f"{len(task.kb)} hints) = {total} prompts", flush=True)
-    known = int(np.count_nonzero((table.ranks[rows] != UNKNOWN) & wanted))
+    known = int(np.count_nonzero(_wanted_codes(table, rows, columns, wanted) != UNKNOWN))
     print(f"{table.path}: {known}/{total} (session, prompt) pairs known before this run", flush=True)
     status = filled = 0
     started = time.perf_counter()
@@ -202,9 +222,10 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
         for k in range(rows.size):
             groups.setdefault(np.packbits(wanted[k]).tobytes(), []).append(k)
         for members in groups.values():
-            filled += table.fill(task.dataset, task.backend, table_rows=rows[members], columns=np.flatnonzero(wanted[members[0]]),
-                       progress=not args.no_progress and len(groups) == 1, sessions_per_batch=args.sessions_per_batch,
-                       autosave_every=args.save_every)
+            filled += table.fill(task.dataset, task.backend, table_rows=rows[members],
+                                 columns=columns[wanted[members[0]]],
+                                 progress=not args.no_progress and len(groups) == 1,
+                                 sessions_per_batch=args.sessions_per_batch, autosave_every=args.save_every)
     except BackendUnavailable as exc:
         print(f"stopped: {len(exc.unsettled)} request(s) never got an answer and nothing was stored for them ({exc}). "
               "Run the same command again to continue.", file=sys.stderr)
@@ -217,8 +238,8 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
         status = 130
     seconds = time.perf_counter() - started
     table.save()
-    known = int(np.count_nonzero((table.ranks[rows] != UNKNOWN) & wanted))
-    no_ranking = int(np.count_nonzero((table.ranks[rows] == NO_RANKING) & wanted))
+    codes = _wanted_codes(table, rows, columns, wanted)
+    known, no_ranking = int(np.count_nonzero(codes != UNKNOWN)), int(np.count_nonzero(codes == NO_RANKING))
     calls = f"; backend computed {cached.misses}, response cache answered {cached.hits}" if cached else ""
     print(f"{table.path}: {known}/{total} pairs known ({no_ranking} with no usable ranking); {filled} filled by this run"
           f" in {seconds:.2f} s{f' ({seconds / filled * 1e6:.1f} us per pair)' if filled else ''}{calls}", flush=True)
@@ -233,7 +254,7 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
     return status
 
 
-def _merge(task: Any, path: Path) -> int:
+def _merge(task: Any, path: Path, args: argparse.Namespace) -> int:
     provenance, rows = task.table.provenance, task.rows
     shards: dict[int, dict[int, Path]] = {}
     for file in path.parent.glob(f"{path.stem}.shard-*-of-*{path.suffix}"):
@@ -250,11 +271,14 @@ def _merge(task: Any, path: Path) -> int:
     table = task.table.opened_at(path)
     for i in range(count):
         table.merge_from(FeedbackTable.load(files[i], expected=provenance, rows=rows, max_rank=table.max_rank))
+    every_row = np.arange(len(rows))
+    columns, wanted = _wanted(task, table, every_row, args)
     table.save()
-    unknown = int(np.count_nonzero(table.ranks == UNKNOWN))
-    print(f"{path}: merged {count} shards; {table.n_known}/{table.ranks.size} pairs known", flush=True)
-    if unknown:
-        print(f"{unknown} pairs are still unknown: finish the shards (run them again) and merge again", file=sys.stderr)
+    known, total = int(np.count_nonzero(_wanted_codes(table, every_row, columns, wanted) != UNKNOWN)), int(wanted.sum())
+    print(f"{path}: merged {count} shards; {known}/{total} pairs known", flush=True)
+    if known < total:
+        print(f"{total - known} pairs are still unknown: finish the shards (run them again) and merge again",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -270,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
         shard = parse_shard(args.shard) if args.shard else None
         task, cached, path = _open_task(args)
         if args.merge:
-            return _merge(task, path)
+            return _merge(task, path, args)
         if args.max_hints < 1 or (args.sets_per_session is not None and args.sets_per_session < 1):
             raise ValueError(f"--max-hints must be >= 1 and --sets-per-session >= 1; got {args.max_hints} and "
                              f"{args.sets_per_session}")
