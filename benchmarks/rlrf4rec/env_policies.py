@@ -32,6 +32,7 @@ from scipy.stats import spearmanr
 from stable_baselines3 import PPO
 
 import rec_gym  # noqa: F401  (registers the ids)
+from rec_gym.agents.baselines import action_ranks
 from rec_gym.recsys.ranker import RecsysRanker
 
 ENV_ID = "RLRF4Rec-Synthetic-v0"
@@ -72,14 +73,12 @@ print(json.dumps(results, indent=1), file=sys.stderr)
 # Part 2: the recommender's reward against the simulated LLM's for the same hints.
 hint_env = gym.make("Re2LLM-Synthetic-v0", split="test")
 hint_task = hint_env.unwrapped.task
-hint_task.table.fill(hint_task.dataset, hint_task.backend, columns=np.arange(hint_task.n_actions))
-llm_ranks = hint_task.table.metric_ranks()
+llm_ranks = action_ranks(hint_task, np.arange(hint_task.n_sessions))  # its columns only: the file may hold hint sets
 k = hint_task.n_actions
 llm_gain = hint_task.ndcg_of_rank[llm_ranks[:, 1:]] - hint_task.ndcg_of_rank[llm_ranks[:, :1]]
 recsys = gym.make("Re2LLM-Synthetic-v0", split="test",
                   llm=RecsysRanker(test_task.recommender, hint_task.dataset.catalog)).unwrapped.task
-recsys.table.fill(recsys.dataset, recsys.backend, columns=np.arange(k))
-recsys_ranks = recsys.table.metric_ranks()
+recsys_ranks = action_ranks(recsys, np.arange(recsys.n_sessions))
 recsys_gain = recsys.ndcg_of_rank[recsys_ranks[:, 1:]] - recsys.ndcg_of_rank[recsys_ranks[:, :1]]
 pairs_rho = spearmanr(llm_gain.ravel(), recsys_gain.ravel()).statistic
 hints_rho = spearmanr(llm_gain.mean(axis=0), recsys_gain.mean(axis=0)).statistic

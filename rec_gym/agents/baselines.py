@@ -79,11 +79,21 @@ class UniformRandomHint:
         return _output(self.rng.integers(1, self.n_actions, size=len(obs)), single), state
 
 
+def action_ranks(task: Re2LLMTask, sessions: np.ndarray) -> np.ndarray:
+    """int ``(n, K + 1)``: the target's rank under every action on each of the split's ``sessions`` (fills them).
+
+    Reads the task's actions and nothing else: the table file may also hold the hint-set columns of the
+    composition and team envs (:attr:`~rec_gym.envs.task.Re2LLMTask.action_columns`).
+    """
+    sessions = np.atleast_1d(np.asarray(sessions, dtype=np.int64))
+    actions = np.arange(task.n_actions)
+    task.ensure(sessions, actions)
+    return task.rank(sessions[:, None], actions[None, :])
+
+
 def mean_rewards(task: Re2LLMTask) -> np.ndarray:
     """float64 ``(K + 1,)``: the mean reward of every action over all sessions of ``task`` (fills the table)."""
-    rows = np.arange(task.n_sessions)
-    task.ensure(rows, np.arange(task.n_actions))
-    ranks = task.rank(slice(None), slice(None))
+    ranks = action_ranks(task, np.arange(task.n_sessions))
     actions = np.broadcast_to(np.arange(task.n_actions), ranks.shape)
     return np.asarray(task.reward(ranks, ranks[:, :1], actions), dtype=np.float64).mean(axis=0)
 
@@ -228,9 +238,7 @@ class Oracle:
     @staticmethod
     def predict_sessions(task: Re2LLMTask, sessions: Sequence[int] | np.ndarray) -> np.ndarray:
         """int64 ``(n,)``: the NDCG@10-best action of each of the split's ``sessions`` (fills their table rows)."""
-        sessions = np.atleast_1d(np.asarray(sessions, dtype=np.int64))
-        task.ensure(sessions, np.arange(task.n_actions))
-        ndcg = task.ndcg_of_rank[task.rank(sessions[:, None], np.arange(task.n_actions)[None, :])]
+        ndcg = task.ndcg_of_rank[action_ranks(task, sessions)]
         return np.argmax(ndcg, axis=1).astype(np.int64)
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,

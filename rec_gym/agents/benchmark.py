@@ -254,8 +254,9 @@ def _prepare_tables(config: BenchmarkConfig) -> None:
         for split in ("train", "val", "test"):
             e = make_env(env.id, split, env.kwargs)
             task = e.unwrapped.task
-            if not task.table.complete:
-                print(f"filling the {split} feedback table of {env.label} ({task.n_sessions} sessions)", flush=True)
+            missing = task.n_missing()  # the one-hint pairs: hint-set columns in the same file are not read here
+            if missing:
+                print(f"filling {missing} (session, hint) pairs of the {split} feedback table of {env.label}", flush=True)
                 task.fill_all(progress=True)
             e.close()
 

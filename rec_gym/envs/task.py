@@ -121,6 +121,8 @@ class Re2LLMTask:
         self.ndcg_of_rank[1:TOP_K + 1] = 1.0 / np.log2(ranks[1:TOP_K + 1] + 1.0)
         self.hit_of_rank = ((ranks >= 1) & (ranks <= TOP_K)).astype(np.float64)
         self.autosave_every = 256
+        self._action_columns_table = self.table  # the table object _action_columns was resolved in
+        self._action_columns = self._resolve_action_columns()
 
     @property
     def n_sessions(self) -> int:
@@ -130,8 +132,43 @@ class Re2LLMTask:
     def n_actions(self) -> int:
         return len(self.kb) + 1
 
+    @property
+    def action_columns(self) -> np.ndarray:
+        """int64 ``(K + 1,)``: the table columns of the one-hint actions (no hint, then each KB hint), by variant key.
+
+        The table file is shared with the composition and team envs, which add hint-set columns to it,
+        so a one-hint reader reads these columns, never "all columns". They are ``0..K``, column ``a``
+        holding action ``a``: :meth:`FeedbackTable.open <rec_gym.feedback.table.FeedbackTable.open>`
+        puts the columns it is given first and appends the others the file holds, and a copy keeps the
+        order. The envs' ``step`` and :meth:`ensure` / :meth:`rank` callers that pass actions rely on
+        it; it is checked when the task is made and again whenever ``table`` is another object.
+        """
+        if self._action_columns_table is not self.table:
+            self._action_columns_table = self.table
+            self._action_columns = self._resolve_action_columns()
+        return self._action_columns
+
+    def _resolve_action_columns(self) -> np.ndarray:
+        found = [self.table.column(c) for c in kb_columns(self.kb)]
+        if found != list(range(self.n_actions)):
+            raise RuntimeError(f"feedback table {self.table.path}: the one-hint columns (no hint, then the "
+                               f"{len(self.kb)} KB hints) are at columns {found}, not 0..{len(self.kb)}; open it "
+                               "with FeedbackTable.open(..., kb_columns(kb)), which puts them first")
+        return np.asarray(found, dtype=np.int64)
+
+    def n_missing(self, table_rows: Sequence[int] | np.ndarray | None = None) -> int:
+        """Unknown entries among ``table_rows`` (default: all) x the one-hint columns (what :meth:`fill_all` fills)."""
+        self.table.refresh()
+        columns = self.action_columns
+        ranks = (self.table.ranks[:, columns] if table_rows is None
+                 else self.table.ranks[np.ix_(np.asarray(table_rows, dtype=np.int64), columns)])
+        return int(np.count_nonzero(ranks == UNKNOWN))
+
     def ensure(self, table_rows: Sequence[int] | np.ndarray, actions: Sequence[int] | np.ndarray) -> None:
         """Fill the unknown entries among ``table_rows`` x ``actions`` (a live LLM call, when any).
+
+        ``actions`` are table columns: action ``a`` of the one-hint env is column ``a``
+        (:attr:`action_columns`); the composition and team envs pass the columns of their hint sets.
 
         Raises :class:`~rec_gym.llm.protocol.BackendUnavailable` when the backend got no answer for some
         of them (naming the server and the cause); those stay unknown, so the same call succeeds later.
@@ -147,7 +184,7 @@ class Re2LLMTask:
         Only the one-hint columns (no hint and each KB hint) are filled: hint-set columns that the
         composition or team envs added to the same file are theirs to fill.
         """
-        self.table.fill(self.dataset, self.backend, columns=np.arange(self.n_actions), progress=progress,
+        self.table.fill(self.dataset, self.backend, columns=self.action_columns, progress=progress,
                         autosave_every=4096 if self.table.path else 0)
         if self.table.path is not None:
             self.table.save()
@@ -164,7 +201,8 @@ class Re2LLMTask:
         return int(start)
 
     def rank(self, i: int | np.ndarray, action: int | np.ndarray) -> np.ndarray | int:
-        """Rank code(s) of the target with ``action``'s hint, ``NO_RANKING`` read as 0 (not ranked)."""
+        """Rank code(s) of the target with ``action``'s hint (a table column, as in :meth:`ensure`), ``NO_RANKING``
+        read as 0 (not ranked)."""
         r = self.table.ranks[i, action]
         return np.where(r == NO_RANKING, 0, r) if isinstance(r, np.ndarray) else (0 if r == NO_RANKING else int(r))
 
