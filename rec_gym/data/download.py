@@ -12,28 +12,26 @@ release is not served from a stable URL, so its files must be put in place by ha
 
 Checksums: ml-1m.zip and ml-25m.zip are frozen releases whose MD5 GroupLens publishes in
 ``<archive>.md5`` beside them; those MD5s are pinned below. ml-latest-small.zip is rebuilt by
-GroupLens from time to time, so its MD5 is read from the published ``.md5`` file first. The
-archive is written to a temporary file and kept only if its MD5 matches; its SHA-256 is then
+GroupLens from time to time, so its MD5 is read from the published ``.md5`` file first. pooch
+downloads the archive to a temporary file and keeps it only if its MD5 matches; its SHA-256 is then
 recorded in ``SOURCE.json`` in the dataset folder.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from tqdm import tqdm
-
-from rec_gym.storage import atomic_path, cache_dir
+from rec_gym.storage import cache_dir
 
 DATA_ENV_VAR = "REC_GYM_DATA"
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
@@ -143,19 +141,22 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None) -> Path:
         raise DatasetNotFoundError(not_found_message(name))
     try:
         return download(name)
-    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors; ValueError: a bad .md5 file
+    except (OSError, ValueError) as exc:  # requests' errors (pooch's) are OSErrors; ValueError: a bad .md5 file
         raise DatasetNotFoundError(not_found_message(name, reason=str(exc))) from exc
 
 
-def _open_url(url: str) -> BinaryIO:
-    """An open HTTP response for ``url`` (tests replace this to stay off the network)."""
-    return urllib.request.urlopen(url, timeout=60)  # noqa: S310 - fixed https URLs only
+def _downloader(progress: bool = False) -> Any:
+    """pooch's HTTP downloader: a minute's timeout, a progress bar on a terminal when ``progress``."""
+    import pooch
+
+    return pooch.HTTPDownloader(progressbar=progress and sys.stderr.isatty(), timeout=60)
 
 
 def published_md5(archive: Archive) -> str:
     """The MD5 in GroupLens's ``<archive>.md5`` file (``MD5 (ml-1m.zip) = <hex>``)."""
-    with _open_url(archive.md5_url) as response:
-        text = response.read(4096).decode("ascii", errors="replace")
+    buffer = io.BytesIO()
+    _downloader()(archive.md5_url, buffer, None)
+    text = buffer.getvalue()[:4096].decode("ascii", errors="replace")
     match = re.search(r"\b[0-9a-fA-F]{32}\b", text)
     if not match:
         raise ValueError(f"{archive.md5_url} holds no MD5 checksum: {text[:100]!r}")
@@ -164,22 +165,17 @@ def published_md5(archive: Archive) -> str:
 
 def _download_verified(url: str, dest: Path, md5: str) -> str:
     """Download ``url`` to ``dest`` if its MD5 is ``md5``; returns its SHA-256. Nothing is left on failure."""
-    digest_md5, digest_sha256 = hashlib.md5(), hashlib.sha256()
-    with atomic_path(dest) as tmp, _open_url(url) as response, open(tmp, "wb") as out:
-        headers = getattr(response, "headers", None)
-        total = int(headers.get("Content-Length", 0) or 0) if headers is not None else 0
-        with tqdm(total=total or None, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                digest_md5.update(chunk)
-                digest_sha256.update(chunk)
-                bar.update(len(chunk))
-        if digest_md5.hexdigest() != md5:
-            raise ChecksumMismatchError(
-                f"{url}: MD5 {digest_md5.hexdigest()} differs from the published {md5}; the download is corrupt "
-                f"or the file changed, and was deleted. Try again, or download and unzip it yourself and pass "
-                f"data_dir=.")
-    return digest_sha256.hexdigest()
+    import pooch
+
+    try:
+        pooch.retrieve(url, known_hash=f"md5:{md5}", fname=dest.name, path=dest.parent, downloader=_downloader(True))
+    except ValueError as exc:  # pooch's hash mismatch; it has deleted the download
+        got = re.search(r"but got ([0-9a-fA-F]+)", str(exc))
+        raise ChecksumMismatchError(
+            f"{url}: MD5 {got.group(1) if got else '(unknown)'} differs from the published {md5}; the download is "
+            f"corrupt or the file changed, and was deleted. Try again, or download and unzip it yourself and pass "
+            f"data_dir=.") from None
+    return pooch.file_hash(str(dest), alg="sha256")
 
 
 def _safe_extract(archive_path: Path, dest: Path) -> None:
