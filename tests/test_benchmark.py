@@ -12,6 +12,7 @@ import yaml
 
 from rec_gym.agents import cli
 from rec_gym.agents.benchmark import BenchmarkConfig
+from rec_gym.agents.benchmark import run as run_benchmark
 from rec_gym.agents.statistics import iqm, mean, paired_difference_ci, stratified_bootstrap_ci, summarize
 from rec_gym.metrics import ndcg_at_k
 
@@ -31,25 +32,42 @@ def test_iqm_is_the_mean_of_the_middle_half():
 
 
 def test_confidence_interval_of_a_constant_is_degenerate():
-    assert stratified_bootstrap_ci(np.full(5, 0.42)) == pytest.approx((0.42, 0.42))
-    assert stratified_bootstrap_ci(np.full(5, 0.42), aggregate=mean) == pytest.approx((0.42, 0.42))
+    assert stratified_bootstrap_ci(np.full(5, 0.42), reps=2000) == pytest.approx((0.42, 0.42))
+    assert stratified_bootstrap_ci(np.full(5, 0.42), aggregate=mean, reps=2000) == pytest.approx((0.42, 0.42))
+    assert stratified_bootstrap_ci(np.array([[0.3, 0.9]]), aggregate=mean) == (0.6, 0.6)  # one run: no resampling
+
+
+def test_rliable_intervals_match_the_hand_computed_ones():
+    # Four runs 0, 1, 2, 10: IQM = mean(1, 2) = 1.5. A replicate's IQM is 0 when at least three of
+    # its four draws are the 0 (probability 13/256 = 5.1%), and 10 likewise: both beyond 2.5%, so the
+    # 95% percentile interval is exactly (0, 10).
+    scores = np.array([0.0, 1.0, 2.0, 10.0])
+    assert iqm(scores) == 1.5 and stratified_bootstrap_ci(scores, reps=20_000) == (0.0, 10.0)
+    # Two runs 0 and 1: replicate means 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4, so (0, 1).
+    assert stratified_bootstrap_ci(np.array([0.0, 1.0]), aggregate=mean, reps=20_000) == (0.0, 1.0)
+    # The same seed gives the same interval, and NumPy's global generator is left as it was.
+    np.random.seed(3)
+    before = np.random.get_state()[1].copy()
+    rng = np.random.default_rng(4).normal(size=8)
+    assert stratified_bootstrap_ci(rng, reps=500, seed=1) == stratified_bootstrap_ci(rng, reps=500, seed=1)
+    assert np.array_equal(np.random.get_state()[1], before)
 
 
 def test_bootstrap_is_stratified_by_task():
     # Every run scores 0 on task A and 1 on task B: resampling runs within each task always keeps
     # half zeros and half ones, so the mean is exactly 0.5 in every replicate.
     scores = np.column_stack([np.zeros(6), np.ones(6)])
-    assert stratified_bootstrap_ci(scores, aggregate=mean) == pytest.approx((0.5, 0.5))
+    assert stratified_bootstrap_ci(scores, aggregate=mean, reps=2000) == pytest.approx((0.5, 0.5))
 
 
 def test_bootstrap_interval_covers_the_estimate_and_narrows_with_more_runs():
     rng = np.random.default_rng(1)
     few, many = rng.normal(0.5, 0.1, size=5), rng.normal(0.5, 0.1, size=200)
-    lo, hi = stratified_bootstrap_ci(few, aggregate=mean)
+    lo, hi = stratified_bootstrap_ci(few, aggregate=mean, reps=2000)
     assert lo < few.mean() < hi
-    lo2, hi2 = stratified_bootstrap_ci(many, aggregate=mean)
+    lo2, hi2 = stratified_bootstrap_ci(many, aggregate=mean, reps=2000)
     assert hi2 - lo2 < hi - lo
-    stats = summarize(few)
+    stats = summarize(few, reps=2000)
     assert stats["iqm_lo"] <= stats["iqm"] <= stats["iqm_hi"] and stats["n_runs"] == 5
 
 
@@ -211,3 +229,46 @@ def test_tables_drop_hr_at_1_and_the_plot_shows_the_table_means_with_a_legend(tm
     assert [t.get_text() for t in legend.get_texts()] == ["RL algorithm", "baseline"]
     colors = {label.get_text(): bar.get_facecolor() for label, bar in zip(ax.get_yticklabels(), ax.patches)}
     assert colors["PPO"] != colors["no hint"] and colors["no hint"] == colors["best fixed hint"]
+
+
+def test_composition_and_team_rows_share_the_test_sessions_and_the_paired_interval(tmp_path, monkeypatch):
+    import rec_gym.agents.training as training
+
+    config = {
+        "name": "sets", "algos": [], "seeds": [0], "timesteps": 64, "val_every": 64, "workers": 1,
+        "baselines": ["no_hint", "best_fixed"], "bootstrap_reps": 200, "out": str(tmp_path / "out"),
+        "envs": [{"id": "Re2LLM-Synthetic-v0", "label": "Synthetic", "kwargs": {"n_train": 16},
+                  "hint_sets": [{"env": "Re2LLMCompose-Synthetic-v0", "algo": "maskable_ppo", "kwargs": {"max_hints": 2}},
+                                {"env": "hint_team_v0", "algo": "ppo", "kwargs": {"n_agents": 2}, "label": "team"}]}],
+    }
+    path = tmp_path / "sets.yaml"
+    path.write_text(yaml.safe_dump(config))
+    shipped = training.load_hyperparams
+    tiny = {"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1, "policy_kwargs": "dict(net_arch=[16])"}
+    monkeypatch.setattr(training, "load_hyperparams", lambda algo, env_id, path=None: {**shipped(algo, env_id, path), **tiny})
+    out = run_benchmark(BenchmarkConfig.load(path), progress=False)
+    runs = {r["row"]["method"]: r for r in (json.loads(line) for line in open(out / "runs.jsonl"))}
+    assert set(runs) == {"MASKABLE_PPO (composition)", "team", "no hint", "best fixed hint"}
+    assert {r["row"]["n_test_sessions"] for r in runs.values()} == {400}
+    assert runs["team"]["row"]["env_id"] == "hint_team_v0" and runs["team"]["row"]["kind"] == "rl"
+    md = (out / "results.md").read_text()
+    for label in ("MASKABLE_PPO (composition)", "team"):
+        gain = paired_difference_ci(ndcg_at_k(np.array([runs[label]["test_ranks"]]), 10),
+                                    ndcg_at_k(np.array([runs["best fixed hint"]["test_ranks"]]), 10), reps=200)
+        assert f"| {label} | 1 | " in md and f"{gain[0]:+.3f} [{gain[1]:+.3f}, {gain[2]:+.3f}]" in md
+
+
+def test_a_hint_set_row_on_other_sessions_is_refused_before_training(tmp_path):
+    config = {"name": "bad", "algos": [], "seeds": [0], "baselines": ["no_hint"], "out": str(tmp_path / "out"),
+              "envs": [{"id": "Re2LLM-Synthetic-v0", "kwargs": {"n_train": 16},
+                        "hint_sets": [{"env": "hint_team_v0", "algo": "ppo", "kwargs": {"seed": 7}}]}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=r"'PPO \(team\)' \(hint_team_v0\) of Re2LLM-Synthetic-v0 has 400 test sessions "
+                                         r"that are not Re2LLM-Synthetic-v0's 400"):
+        run_benchmark(BenchmarkConfig.load(path), progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match=r"hint_sets\[0\]: algo='a2c' is not one of \('maskable_ppo', 'ppo'\)"):
+        path.write_text(yaml.safe_dump({**config, "envs": [{"id": "Re2LLM-Synthetic-v0", "hint_sets": [
+            {"env": "Re2LLMCompose-Synthetic-v0", "algo": "a2c"}]}]}))
+        BenchmarkConfig.load(path)

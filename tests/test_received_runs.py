@@ -158,7 +158,7 @@ def test_train_prints_the_evaluate_line_with_the_arguments_the_run_cannot_supply
     assert main(["train", "--algo", "a2c", "--timesteps", "128", "--val-every", "0", "--no-progress", "--out", str(out),
                  "--env-kwargs", "n_train=300", "llm=simulated", "llm_kwargs={}"]) == 0
     printed = capsys.readouterr().out
-    line = printed[printed.index("rec-gym evaluate"):].split(")")[0]
+    line = printed[printed.index("rec-gym evaluate"):].splitlines()[0]
     assert line == f"rec-gym evaluate --model '{out}' --env-kwargs llm=simulated 'llm_kwargs={{}}'"
     assert main(shlex.split(line)[1:] + ["--split", "val"]) == 0
     assert main(["evaluate", "--model", str(out)]) == 2

@@ -17,6 +17,14 @@ A config (a YAML file, or the name of one shipped in ``rec_gym/agents/configs/``
         timesteps: 40000              # optional override
         kb: {build: {max_hints: 20}}  # optional: build the KB from the train split first (rec-gym build-kb's
                                       # options; support on by default); written beside the results
+        hint_sets:                    # optional: runs that put several hints in the prompt, as rows of this env
+          - {env: Re2LLMCompose-Synthetic-v0, algo: maskable_ppo, kwargs: {max_hints: 3}}
+          - {env: hint_team_v0, algo: ppo, kwargs: {n_agents: 3}, label: PPO team, timesteps: 20000}
+
+A ``hint_sets`` row trains ``algo`` on a composition id or on ``hint_team_v0`` with the env's
+``kwargs`` plus its own, and is scored like every other row: the same test sessions (checked before
+anything trains), the same metrics, the same intervals over seeds and the same paired interval
+against the best fixed hint. Its label defaults to ``"<ALGO> (composition)"`` or ``"<ALGO> (team)"``.
 
 Nothing is selected on test: every run's final model is scored once on the test split. Writes
 ``results.csv`` (one row per env, method and seed), ``curves.csv`` (val NDCG@10 per step),
@@ -44,7 +52,7 @@ from tqdm.auto import tqdm
 
 from rec_gym.agents.baselines import BestFixedHint, LinUCB, NoHint, Oracle, UniformRandomHint
 from rec_gym.agents.evaluation import METRICS, evaluate
-from rec_gym.agents.statistics import BOOTSTRAP_REPS, paired_difference_ci, stratified_bootstrap_ci, summarize
+from rec_gym.agents.statistics import BOOTSTRAP_REPS, mean, paired_difference_ci, stratified_bootstrap_ci, summarize
 from rec_gym.agents.tasks import make_env
 from rec_gym.metrics import ndcg_at_k
 
@@ -74,6 +82,18 @@ class EnvConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     timesteps: int | None = None
     kb_build: dict[str, Any] | None = None
+    hint_sets: list["HintSetRun"] = field(default_factory=list)
+
+
+@dataclass
+class HintSetRun:
+    """A ``hint_sets`` row of an env: ``algo`` on ``env_id`` (a composition id or the team) with the env's kwargs plus ``kwargs``."""
+
+    env_id: str
+    algo: str
+    label: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    timesteps: int | None = None
 
 
 @dataclass
@@ -108,7 +128,9 @@ class BenchmarkConfig:
             if "split" in kwargs:
                 raise ValueError(f"{path}: envs[{k}].kwargs sets split; the benchmark picks the splits itself")
             kb_build = _kb_build_options(path, k, entry.get("kb"), kwargs)
-            envs.append(EnvConfig(entry["id"], entry.get("label", entry["id"]), kwargs, entry.get("timesteps"), kb_build))
+            hint_sets = [_hint_set_run(path, k, j, row) for j, row in enumerate(entry.get("hint_sets") or [])]
+            envs.append(EnvConfig(entry["id"], entry.get("label", entry["id"]), kwargs, entry.get("timesteps"), kb_build,
+                                  hint_sets))
         if not envs:
             raise ValueError(f"{path}: 'envs' is empty; list at least one env id")
         baselines = list(raw.get("baselines", BASELINES))
@@ -125,6 +147,30 @@ class BenchmarkConfig:
 
     def out_dir(self) -> Path:
         return self.out if self.out is not None else Path("results") / self.name
+
+
+def _hint_set_run(path: Path, k: int, j: int, row: Any) -> HintSetRun:
+    """``envs[k].hint_sets[j]`` checked: a known env and an algorithm that trains on it, no split."""
+    from rec_gym.agents.hint_sets import is_hint_set_env
+    from rec_gym.agents.training import check_algo
+
+    where = f"{path}: envs[{k}].hint_sets[{j}]"
+    if not isinstance(row, dict) or not {"env", "algo"} <= set(row) or set(row) - {"env", "algo", "kwargs", "label",
+                                                                                      "timesteps"}:
+        raise ValueError(f"{where} must be {{env: <Re2LLMCompose-* id or hint_team_v0>, algo: ..., kwargs: {{}}, "
+                         f"label: ..., timesteps: ...}} (env and algo required), got {row!r}")
+    if not is_hint_set_env(row["env"]):
+        raise ValueError(f"{where}: env={row['env']!r} is not a Re2LLMCompose-* id or hint_team_v0")
+    try:
+        check_algo(str(row["algo"]), row["env"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    kwargs = dict(row.get("kwargs") or {})
+    if "split" in kwargs:
+        raise ValueError(f"{where}.kwargs sets split; the benchmark picks the splits itself")
+    algo = str(row["algo"]).lower()
+    kind = "team" if row["env"] == "hint_team_v0" else "composition"
+    return HintSetRun(row["env"], algo, str(row.get("label") or f"{algo.upper()} ({kind})"), kwargs, row.get("timesteps"))
 
 
 KB_BUILD_OPTIONS = ("max_hints", "max_sessions", "dedup", "similarity", "encoder", "support", "support_sessions",
@@ -214,17 +260,21 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
             train_env.close()
         val = evaluate(policy, env.id, split="val", env_kwargs=env.kwargs)
         curve_steps, curve_values = [0], [val["NDCG@10"]]
-        label = BASELINE_LABELS[method]
+        label, env_id = BASELINE_LABELS[method], env.id
+        test = evaluate(policy, env.id, split="test", env_kwargs=env.kwargs)
     else:
-        from rec_gym.agents.training import train
+        from rec_gym.agents.training import evaluate_policy, make_run_env, train
 
-        result = train(method, env.id, env.kwargs, seed=seed, timesteps=job["timesteps"], out_dir=None,
+        run: HintSetRun | None = job.get("hint_set")
+        env_id, kwargs = (env.id, env.kwargs) if run is None else (run.env_id, {**env.kwargs, **run.kwargs})
+        result = train(method, env_id, kwargs, seed=seed, timesteps=job["timesteps"], out_dir=None,
                        val_every=job["val_every"], tensorboard=False)
-        policy = result.policy
         curve_steps, curve_values = result.curve.steps, result.curve.ndcg
-        label = method.upper()
-    test = evaluate(policy, env.id, split="test", env_kwargs=env.kwargs)
-    row = {"env": env.label, "env_id": env.id, "method": label, "kind": "baseline" if method in BASELINES else "rl",
+        test_env = make_run_env(env_id, "test", kwargs)
+        test = evaluate_policy(result.policy, env_id, test_env)
+        test_env.close()
+        label = method.upper() if run is None else run.label
+    row = {"env": env.label, "env_id": env_id, "method": label, "kind": "baseline" if method in BASELINES else "rl",
            "seed": seed, **{k: test[k] for k in METRICS}, "n_test_sessions": test.n_sessions,
            "seconds": round(time.time() - started, 2)}
     # The per-session ranks let the tables compare methods session by session (paired_gains).
@@ -239,6 +289,10 @@ def _jobs(config: BenchmarkConfig) -> list[dict[str, Any]]:
             for seed in config.seeds:
                 jobs.append({"env": env, "method": method, "seed": seed, "timesteps": steps,
                              "val_every": config.val_every})
+        for run in env.hint_sets:
+            for seed in config.seeds:
+                jobs.append({"env": env, "method": run.algo, "seed": seed, "timesteps": run.timesteps or steps,
+                             "val_every": config.val_every, "hint_set": run})
         for method in config.baselines:
             # Deterministic baselines give the same number for every seed; one run each is enough.
             seeds = config.seeds if method in ("random", "linucb") else config.seeds[:1]
@@ -261,8 +315,32 @@ def _prepare_tables(config: BenchmarkConfig) -> None:
             e.close()
 
 
+def check_same_test_sessions(config: BenchmarkConfig) -> None:
+    """Raise ``ValueError`` naming a ``hint_sets`` row whose test sessions are not its env's (so no paired interval would hold)."""
+    from rec_gym.agents.training import make_run_env
+
+    def session_ids(env_id: str, kwargs: dict[str, Any]) -> list[str]:
+        env = make_run_env(env_id, "test", kwargs)
+        task = env.unwrapped.task
+        ids = [task.session_id(i) for i in range(task.n_sessions)]
+        env.close()
+        return ids
+
+    for env in config.envs:
+        if not env.hint_sets:
+            continue
+        expected = session_ids(env.id, env.kwargs)
+        for run in env.hint_sets:
+            found = session_ids(run.env_id, {**env.kwargs, **run.kwargs})
+            if found != expected:
+                raise ValueError(f"{config.path}: the hint_sets row {run.label!r} ({run.env_id}) of {env.label} has "
+                                 f"{len(found)} test sessions that are not {env.id}'s {len(expected)}; give it the "
+                                 "same dataset, data_dir and seed")
+
+
 def run(config: BenchmarkConfig, progress: bool = True) -> Path:
     """Run every job of ``config`` and write its tables and plots; returns the output folder."""
+    check_same_test_sessions(config)
     out = config.out_dir()
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -396,7 +474,8 @@ def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summar
              "best hint with the answer known: an upper bound, not a policy.", ""]
     for env in config.envs:
         keys = [k for k in summary if k[0] == env.label]
-        order = {m: i for i, m in enumerate(["oracle (upper bound)", *[a.upper() for a in config.algos], "LinUCB",
+        order = {m: i for i, m in enumerate(["oracle (upper bound)", *[a.upper() for a in config.algos],
+                                              *[run.label for run in env.hint_sets], "LinUCB",
                                               "best fixed hint", "random hint", "no hint"])}
         keys.sort(key=lambda k: order.get(k[1], 99))
         fixed = summary.get((env.label, "best fixed hint"), {}).get("mean")
@@ -447,8 +526,8 @@ def _target_sentence(env: EnvConfig, summary: dict, config: BenchmarkConfig,
 
 
 def _band(values: np.ndarray, reps: int) -> tuple[float, float, float]:
-    lo, hi = stratified_bootstrap_ci(values, aggregate=lambda v: float(np.mean(v)), reps=min(reps, 500)) \
-        if len(values) > 1 else (values[0], values[0])
+    """Mean over seeds of one val point, with its stratified-bootstrap interval (``values`` is ``(n_seeds,)``)."""
+    lo, hi = stratified_bootstrap_ci(values, aggregate=mean, reps=min(reps, 500))
     return float(np.mean(values)), lo, hi
 
 
@@ -483,6 +562,8 @@ def plot_learning_curves(results: list[dict[str, Any]], path: Path, reps: int = 
                          order: list[str] | None = None) -> None:
     """Val NDCG@10 against env steps per env: each algorithm's mean over seeds with a 95% bootstrap band,
     each baseline as a horizontal line; one legend for all panels."""
+    from rliable import plot_utils
+
     envs = _env_order({r["row"]["env"] for r in results}, order)
     algos = sorted({r["row"]["method"] for r in results if r["row"]["kind"] == "rl"})
     colors = {method: f"C{k}" for k, method in enumerate(algos)}
@@ -498,8 +579,11 @@ def plot_learning_curves(results: list[dict[str, Any]], path: Path, reps: int = 
             steps = np.array([s for s, _ in curves[0][:n]])
             values = np.array([[v for _, v in c[:n]] for c in curves])
             stats = np.array([_band(values[:, t], reps) for t in range(n)])
-            (handles[method],) = ax.plot(steps, stats[:, 0], color=colors[method], linewidth=1.8)
-            ax.fill_between(steps, stats[:, 1], stats[:, 2], color=colors[method], alpha=0.25, linewidth=0)
+            plot_utils.plot_sample_efficiency_curve(steps, {method: stats[:, 0]}, {method: stats[:, 1:].T},
+                                                    algorithms=[method], colors=colors, ax=ax, xlabel="env steps",
+                                                    ylabel="val NDCG@10", labelsize="medium", ticklabelsize="small",
+                                                    marker="", linewidth=1.8)
+            handles[method] = ax.lines[-1]
         for method, style in BASELINE_STYLES.items():
             values = [r["curve"][0][1] for r in mine if r["row"]["method"] == method]
             if values:

@@ -26,59 +26,25 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="run folder (default: ./runs/<algo>-<env>-s<seed>)")
     parser.add_argument("--hyperparams", default=None, metavar="FILE",
                         help="zoo-format YAML keyed by env id (default: the shipped rec_gym/agents/hyperparams/<algo>.yml)")
-    parser.add_argument("--val-every", type=int, default=5000, help="val NDCG@10 every so many steps (0: never)")
+    parser.add_argument("--val-every", type=int, default=5000,
+                        help="val NDCG@10 every so many steps, besides the start and the end (0: only those)")
     parser.add_argument("--no-progress", action="store_true", help="hide SB3's progress bar")
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from rec_gym.agents.evaluation import evaluate
     from rec_gym.agents.training import train
 
-    if args.env.startswith("Re2LLMCompose-") or args.env == "hint_team_v0" or args.algo == "maskable_ppo":
-        return run_train_hint_sets(args)
     out = Path(args.out or f"runs/{args.algo}-{args.env}-s{args.seed}")
     result = train(args.algo, args.env, _env_kwargs(args.env_kwargs), seed=args.seed, timesteps=args.timesteps,
                    out_dir=out, hyperparams_file=args.hyperparams, val_every=args.val_every or None,
                    progress_bar=not args.no_progress)
     print(f"saved {out / 'model.zip'} and {out / 'config.json'}; TensorBoard: tensorboard --logdir {out / 'tb'}")
-    if result.curve is not None:
-        print(f"val NDCG@10: {result.curve.ndcg[0]:.4f} at start -> {result.curve.ndcg[-1]:.4f} after "
-              f"{result.curve.steps[-1]} steps")
-    val = evaluate(result.policy, args.env, split="val", env_kwargs=result.config["env_kwargs"])
-    print(f"val NDCG@10 {val['NDCG@10']:.4f}  (evaluate on test: {evaluate_command(out, result.config)})")
-    return 0
-
-
-def run_train_hint_sets(args: argparse.Namespace) -> int:
-    """``rec-gym train`` on a composition id (MaskablePPO or PPO) or on ``hint_team_v0`` (shared PPO)."""
-    import yaml
-
-    from rec_gym.agents.hint_sets import train_hint_sets
-    from rec_gym.cli import UsageError
-
-    team = args.env == "hint_team_v0"
-    if team and args.algo != "ppo":
-        raise UsageError(f"--algo {args.algo}: hint_team_v0 trains with --algo ppo (one policy shared by the agents)")
-    if not team and not args.env.startswith("Re2LLMCompose-"):
-        raise UsageError(f"--algo maskable_ppo needs a Re2LLMCompose-* id (action masks), not {args.env!r}")
-    if args.algo not in ("ppo", "maskable_ppo"):
-        raise UsageError(f"--algo {args.algo}: the composition envs train with maskable_ppo or ppo")
-    hyperparams = None
-    if args.hyperparams:
-        path = Path(args.hyperparams)
-        if not path.is_file():
-            raise UsageError(f"--hyperparams {path}: the file does not exist")
-        table = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if args.env not in table:
-            raise UsageError(f"--hyperparams {path} has no entry for {args.env!r} (it has {sorted(table)})")
-        hyperparams = table[args.env]
-    out = Path(args.out or f"runs/{args.algo}-{args.env}-s{args.seed}")
-    report = train_hint_sets(args.algo, args.env, _env_kwargs(args.env_kwargs), seed=args.seed,
-                             timesteps=args.timesteps, hyperparams=hyperparams, out_dir=out,
-                             progress_bar=not args.no_progress)
-    print(f"saved {out / 'model.zip'} and {out / 'config.json'}")
-    print(f"val NDCG@10 {report['val_ndcg10']:.4f} with {report['val_mean_hints']:.2f} hints per prompt "
-          f"(no hint: {report['val_no_hint_ndcg10']:.4f}); distinct LLM calls this run needed: {report['llm_calls']:,}")
+    print(f"val NDCG@10: {result.curve.ndcg[0]:.4f} at start -> {result.curve.ndcg[-1]:.4f} after "
+          f"{result.curve.steps[-1]} steps")
+    val = result.config["val"]
+    print(f"val NDCG@10 {val['val_ndcg10']:.4f} with {val['val_mean_hints']:.2f} hints per prompt "
+          f"(no hint: {val['val_no_hint_ndcg10']:.4f}); distinct LLM calls this run needed: {val['llm_calls']:,}")
+    print(f"evaluate on test: {evaluate_command(out, result.config)}")
     return 0
 
 
@@ -109,15 +75,19 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from rec_gym.agents.baselines import BestFixedHint, NoHint, Oracle, UniformRandomHint
     from rec_gym.agents.evaluation import evaluate
+    from rec_gym.agents.hint_sets import is_hint_set_env, one_hint_counterpart
     from rec_gym.agents.tasks import make_env
-    from rec_gym.agents.training import load_run
+    from rec_gym.agents.training import evaluate_run
 
-    policy, config = load_run(args.model, _env_kwargs(args.env_kwargs))
+    result, config = evaluate_run(args.model, args.split, env_kwargs=_env_kwargs(args.env_kwargs))
     env_id, kwargs = config["env_id"], config["env_kwargs"]
-    report = {f"{config['algo'].upper()} (seed {config['seed']})": evaluate(policy, env_id, args.split, kwargs).metrics}
+    report = {f"{config['algo'].upper()} (seed {config['seed']})": result.metrics}
     if args.baselines:
-        env = make_env(env_id, args.split, kwargs)
-        for baseline in (NoHint(), UniformRandomHint(env.action_space, seed=0), BestFixedHint.fit(env_id, kwargs), Oracle()):
+        # A hint-set run's baselines are one-hint policies on the same sessions and feedback table.
+        base_id, base_kwargs = one_hint_counterpart(env_id, kwargs) if is_hint_set_env(env_id) else (env_id, kwargs)
+        env = make_env(base_id, args.split, base_kwargs)
+        for baseline in (NoHint(), UniformRandomHint(env.action_space, seed=0), BestFixedHint.fit(base_id, base_kwargs),
+                         Oracle()):
             report[baseline.name] = evaluate(baseline, env, args.split).metrics
         env.close()
     if args.json:

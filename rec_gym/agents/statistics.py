@@ -1,20 +1,20 @@
-"""Aggregate scores over seeds the way rliable does (Agarwal et al., NeurIPS 2021), in NumPy.
+"""Aggregate scores over seeds with rliable (Agarwal et al., NeurIPS 2021), and a paired interval it lacks.
 
 Scores are float ``(n_runs, n_tasks)`` arrays: one row per seed, one column per environment. The
-interquartile mean (IQM) is the mean of the middle 50% of all scores (``scipy.stats.trim_mean`` with
-0.25 cut from each end, as rliable's ``aggregate_iqm``). Confidence intervals come from the
-stratified bootstrap: runs are resampled with replacement *within each task*, the aggregate is
-recomputed, and the interval is the percentile interval of those replicates (rliable's
-``get_interval_estimates`` with ``method="percentile"``).
+interquartile mean (IQM) is rliable's ``metrics.aggregate_iqm`` (the mean of the middle 50% of all
+scores, ``scipy.stats.trim_mean`` with 0.25 cut from each end). Confidence intervals are rliable's
+``library.get_interval_estimates``: the stratified bootstrap (runs resampled with replacement *within
+each task*, the aggregate recomputed) and the percentile interval of those replicates.
 
 Those intervals describe the spread over training seeds only: every method is scored on the same
 test sessions. :func:`paired_difference_ci` adds the sampling of those sessions when comparing two
 methods: it resamples the sessions (the same draw for both methods, which keeps the pairing) and
 each method's seeds, so a difference whose interval excludes 0 would likely hold on new sessions.
-
-Every bootstrap draws :data:`BOOTSTRAP_REPS` replicates by default, in chunks of at most
+rliable has no such two-level paired bootstrap, so it is computed here, in chunks of at most
 :data:`CHUNK_VALUES` drawn numbers, so memory stays a few tens of MB whatever the number of
 replicates or sessions.
+
+Every bootstrap draws :data:`BOOTSTRAP_REPS` replicates by default.
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ def _matrix(scores: np.ndarray) -> np.ndarray:
 
 
 def iqm(scores: np.ndarray) -> float:
-    """Interquartile mean of all scores: drop the lowest and highest ``floor(n / 4)``, average the rest."""
-    flat = np.sort(_matrix(scores), axis=None)
-    cut = int(0.25 * flat.size)
-    return float(flat[cut:flat.size - cut].mean())
+    """Interquartile mean of all scores (rliable's ``aggregate_iqm``): drop the lowest and highest ``floor(n / 4)``, average the rest."""
+    from rliable import metrics
+
+    return float(metrics.aggregate_iqm(_matrix(scores)))
 
 
 def mean(scores: np.ndarray) -> float:
-    """Mean over all runs and tasks."""
+    """Mean over all runs and tasks (rliable's ``aggregate_mean`` averages per task first: the same for equal runs per task)."""
     return float(_matrix(scores).mean())
 
 
@@ -63,28 +63,29 @@ def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, 
 def stratified_bootstrap_ci(scores: np.ndarray, aggregate: Callable[[np.ndarray], float] = iqm,
                             reps: int = BOOTSTRAP_REPS, confidence: float = 0.95,
                             seed: int = 0) -> tuple[float, float]:
-    """Percentile ``confidence`` interval of ``aggregate(scores)`` under the stratified bootstrap.
+    """Percentile ``confidence`` interval of ``aggregate(scores)`` under rliable's stratified bootstrap.
 
     Each replicate draws, for every task (column) separately, ``n_runs`` runs with replacement.
-    A constant score matrix gives a degenerate interval ``(c, c)``.
+    One run per task gives the degenerate interval ``(a, a)`` without resampling: every replicate is
+    the sample itself.
     """
+    from rliable import library
+
     s = _matrix(scores)
-    n_runs, n_tasks = s.shape
-    rng = np.random.default_rng(seed)
-    values = []
-    for chunk in _chunks(reps, n_runs * n_tasks):
-        picks = rng.integers(n_runs, size=(chunk, n_runs, n_tasks))
-        resampled = np.take_along_axis(np.broadcast_to(s, (chunk, n_runs, n_tasks)), picks, axis=1)
-        if aggregate is iqm:
-            # Vectorised IQM of every replicate (same definition as iqm()).
-            flat = np.sort(resampled.reshape(chunk, -1), axis=1)
-            cut = int(0.25 * flat.shape[1])
-            values.append(flat[:, cut:flat.shape[1] - cut].mean(axis=1))
-        elif aggregate is mean:
-            values.append(resampled.reshape(chunk, -1).mean(axis=1))
-        else:
-            values.append(np.array([aggregate(r) for r in resampled]))
-    return _percentile_interval(np.concatenate(values), confidence)
+    if s.shape[0] == 1:
+        value = float(aggregate(s))
+        return value, value
+    # rliable draws its resampling indices from NumPy's global generator (not its random_state), so
+    # it is seeded here and given back as it was.
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        _, intervals = library.get_interval_estimates({"scores": s}, lambda x: np.array([aggregate(x)]), reps=reps,
+                                                      confidence_interval_size=confidence)
+    finally:
+        np.random.set_state(state)
+    low, high = intervals["scores"][:, 0]
+    return float(low), float(high)
 
 
 def summarize(scores: np.ndarray, reps: int = BOOTSTRAP_REPS, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:

@@ -1,5 +1,9 @@
 """Train a Stable-Baselines3 retrieval policy on a Re2LLM env, with rl-baselines3-zoo hyperparameter files.
 
+:func:`train` takes PPO, A2C and DQN on the one-hint ids, sb3-contrib's MaskablePPO (or PPO) on the
+composition ids and one PPO policy shared by the agents of ``hint_team_v0``
+(:mod:`rec_gym.agents.hint_sets` builds those envs); every run is saved and loaded the same way.
+
 Hyperparameters ship with the package in ``rec_gym/agents/hyperparams/<algo>.yml`` (:data:`HYPERPARAMS_DIR`),
 keyed by env id, in the zoo's layout (the same files work with ``python -m rl_zoo3.train --conf-file ...``)::
 
@@ -18,10 +22,13 @@ here; every other key goes to the algorithm's constructor. ``policy_kwargs`` and
 expressions in a string (``dict``, ``nn`` in scope), and ``lin_<x>`` makes ``learning_rate`` or
 ``clip_range`` decay linearly from ``x`` to 0, as in the zoo.
 
-A trained run is a folder: ``model.zip`` (SB3), ``config.json`` (algo, env id, env kwargs, seed,
-hyperparameters, timesteps, versions), ``normalization.json`` (the observation mean and variance)
-when ``normalize`` is set, ``val_curve.csv`` (val NDCG@10 against timesteps) and TensorBoard logs
-under ``tb/``.
+A trained run is a folder with the same files whatever the algorithm and env: ``model.zip`` (SB3),
+``config.json`` (algo, env id, env kwargs, seed, hyperparameters, timesteps, versions, and under
+``val`` the final policy's val NDCG@10, no hint's, the mean number of hints per prompt and the
+distinct LLM calls the run cost), ``normalization.json`` (the observation mean and variance when
+``normalize`` is set, else ``{"normalized": false}``), ``val_curve.csv`` (val NDCG@10 against
+timesteps: at the start, every ``val_every`` steps and at the end) and TensorBoard logs under ``tb/``
+(:data:`RUN_FILES`).
 
 A run folder from someone else is safe to evaluate (:func:`load_run`): nothing in it is unpickled,
 evaluated as code or imported, and it cannot make rec_gym contact a host, read an environment variable
@@ -45,17 +52,17 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import yaml
 
-from rec_gym.agents.evaluation import evaluate, score_actions
-from rec_gym.agents.policy import predict_actions
+from rec_gym.agents.evaluation import EvaluationResult, evaluate
+from rec_gym.agents.hint_sets import is_hint_set_env
 from rec_gym.agents.tasks import make_env
-from rec_gym.envs.task import Re2LLMTask
+from rec_gym.metrics import ndcg_at_k
 
-ALGOS = ("ppo", "a2c", "dqn")
+ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo")
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 # The policies a received run may name: SB3's aliases and this package's own classes. A run folder
 # naming anything else is refused before any import.
@@ -67,16 +74,42 @@ LOCAL_ONLY_KWARGS = ("llm", "llm_kwargs", "feedback_table", "data_dir", "writer"
 CONFIG_NAME = "config.json"
 MODEL_NAME = "model.zip"
 NORMALIZATION_NAME = "normalization.json"
+VAL_CURVE_NAME = "val_curve.csv"
+TENSORBOARD_NAME = "tb"
+# What every `rec-gym train` run folder holds, whatever the algorithm and env.
+RUN_FILES = (CONFIG_NAME, MODEL_NAME, NORMALIZATION_NAME, VAL_CURVE_NAME, TENSORBOARD_NAME)
 
 
 def algo_class(algo: str) -> type:
     import stable_baselines3 as sb3
 
+    if algo.lower() == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
     classes = {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}
     try:
         return classes[algo.lower()]
     except KeyError:
         raise ValueError(f"algo={algo!r} is not one of {ALGOS}") from None
+
+
+def check_algo(algo: str, env_id: str) -> None:
+    """Raise ``ValueError`` unless ``algo`` trains on ``env_id``: PPO, A2C or DQN on a one-hint id,
+    MaskablePPO or PPO on a composition id, PPO on ``hint_team_v0``."""
+    from rec_gym.agents.hint_sets import COMPOSE_ALGOS, TEAM_ENV, is_hint_set_env
+
+    algo = algo.lower()
+    if algo not in ALGOS:
+        raise ValueError(f"algo={algo!r} is not one of {ALGOS}")
+    if env_id == TEAM_ENV:
+        if algo != "ppo":
+            raise ValueError(f"algo={algo!r}: hint_team_v0 trains with --algo ppo (one policy shared by the agents)")
+    elif is_hint_set_env(env_id):
+        if algo not in COMPOSE_ALGOS:
+            raise ValueError(f"algo={algo!r} is not one of {COMPOSE_ALGOS}, the algorithms of the composition envs")
+    elif algo == "maskable_ppo":
+        raise ValueError(f"algo='maskable_ppo' needs a Re2LLMCompose-* id (action masks), not {env_id!r}")
 
 
 def hyperparams_path(algo: str, directory: str | os.PathLike | None = None) -> Path:
@@ -85,8 +118,8 @@ def hyperparams_path(algo: str, directory: str | os.PathLike | None = None) -> P
 
 def load_hyperparams(algo: str, env_id: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
     """The raw (zoo-format) hyperparameters of ``algo`` for ``env_id`` from ``path`` (default: the shipped ``<algo>.yml``)."""
-    if path is None and algo.lower() not in ALGOS + ("maskable_ppo",):
-        raise ValueError(f"algo={algo!r} is not one of {ALGOS + ('maskable_ppo',)}")
+    if path is None and algo.lower() not in ALGOS:
+        raise ValueError(f"algo={algo!r} is not one of {ALGOS}")
     path = Path(path) if path is not None else hyperparams_path(algo)
     if not path.is_file():
         raise FileNotFoundError(f"hyperparameter file {path} does not exist; pass --hyperparams FILE "
@@ -201,27 +234,23 @@ class Hyperparams:
 
 
 class ValidationCurve:
-    """Val NDCG@10 of a model's deterministic policy, computed from the val split's feedback table."""
+    """Val NDCG@10 of a model's deterministic policy against env steps; ``score(model)`` evaluates it on val."""
 
-    def __init__(self, task: Re2LLMTask, normalizer: Any = None) -> None:
-        self.task = task
-        self.normalizer = normalizer
+    def __init__(self, score: Callable[[Any], EvaluationResult]) -> None:
+        self.score = score
         self.steps: list[int] = []
         self.ndcg: list[float] = []
+        self.last: EvaluationResult | None = None
 
     def measure(self, model: Any, step: int) -> float:
-        obs = self.task.observations
-        if self.normalizer is not None:
-            obs = self.normalizer.normalize_obs(obs)
-        actions = predict_actions(model, obs, deterministic=True)
-        value = score_actions(self.task, np.arange(self.task.n_sessions), actions)["NDCG@10"]
+        self.last = self.score(model)
         self.steps.append(int(step))
-        self.ndcg.append(float(value))
-        return value
+        self.ndcg.append(float(self.last["NDCG@10"]))
+        return self.ndcg[-1]
 
 
-def validation_callback(curve: ValidationCurve, every: int):
-    """An SB3 callback that measures ``curve`` at the start, every ``every`` env steps, and at the end."""
+def validation_callback(curve: ValidationCurve, every: int | None):
+    """An SB3 callback that measures ``curve`` at the start, every ``every`` env steps (``None``: never), and at the end."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class ValidationCallback(BaseCallback):
@@ -237,10 +266,12 @@ def validation_callback(curve: ValidationCurve, every: int):
 
         def _on_training_start(self) -> None:
             self._measure()
-            self.next_at = self.num_timesteps + every
+            self.next_at = self.num_timesteps + every if every else None
+            self.total = self.locals["total_timesteps"]
 
         def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_at:
+            # The last point is left to _on_training_end: the model still learns from the last rollout.
+            if self.next_at is not None and self.next_at <= self.num_timesteps < self.total:
                 self._measure()
                 self.next_at += every * max(1, (self.num_timesteps - self.next_at) // every + 1)
             return True
@@ -271,15 +302,22 @@ class ObservationNormalizer:
         scaled = (np.asarray(observation, dtype=np.float64) - self.mean) / np.sqrt(self.var + self.epsilon)
         return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
 
-    def save(self, path: Path) -> None:
-        payload = {"mean": self.mean.tolist(), "var": self.var.tolist(), "clip_obs": self.clip_obs,
-                   "epsilon": self.epsilon}
+    @staticmethod
+    def save(normalizer: "ObservationNormalizer | None", path: Path) -> None:
+        """Write ``normalizer``'s statistics to ``path``, or ``{"normalized": false}`` for a run without normalisation."""
+        payload: dict[str, Any] = {"normalized": False}
+        if normalizer is not None:
+            payload = {"normalized": True, "mean": normalizer.mean.tolist(), "var": normalizer.var.tolist(),
+                       "clip_obs": normalizer.clip_obs, "epsilon": normalizer.epsilon}
         path.write_text(json.dumps(payload) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path, dim: int) -> "ObservationNormalizer":
+    def load(cls, path: Path, dim: int) -> "ObservationNormalizer | None":
+        """The statistics in ``path`` for ``dim``-dimensional observations; ``None`` when it says the run did not normalise."""
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(payload, dict) and payload.get("normalized") is False:
+                return None
             normalizer = cls(np.asarray(payload["mean"], dtype=np.float64), np.asarray(payload["var"], dtype=np.float64),
                              float(payload["clip_obs"]), float(payload["epsilon"]))
         except (ValueError, KeyError, TypeError) as exc:
@@ -319,52 +357,106 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
     """Train ``algo`` on the train split of ``env_id`` and (with ``out_dir``) save the run folder.
 
     Args:
-        algo: ``"ppo"``, ``"a2c"`` or ``"dqn"``.
-        env_id: a registered Re2LLM id; ``env_kwargs`` go to ``gym.make`` (never ``split``).
+        algo: ``"ppo"``, ``"a2c"`` or ``"dqn"`` on a one-hint id; ``"maskable_ppo"`` or ``"ppo"`` on a
+            ``Re2LLMCompose-*`` id; ``"ppo"`` on ``"hint_team_v0"`` (:func:`check_algo`).
+        env_id: a registered Re2LLM id or ``"hint_team_v0"``; ``env_kwargs`` go to the env (never ``split``).
         seed: seed of the algorithm, the envs' resets and the network initialisation.
         timesteps: env steps; default the file's ``n_timesteps``.
         hyperparams: zoo-format hyperparameters; default read from ``hyperparams_file`` /
             the shipped ``rec_gym/agents/hyperparams/<algo>.yml``.
-        val_every: measure val NDCG@10 every so many env steps (``None``: not at all).
+        val_every: also measure val NDCG@10 every so many env steps (it is always measured at the
+            start and the end).
     """
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import VecNormalize
 
+    from rec_gym.agents.hint_sets import known_entries
+
+    check_algo(algo, env_id)
     raw = dict(hyperparams) if hyperparams is not None else load_hyperparams(algo, env_id, hyperparams_file)
     hp = Hyperparams.parse(raw)
     env_kwargs = {**hp.env_kwargs, **(env_kwargs or {})}
     n_timesteps = int(timesteps) if timesteps else hp.n_timesteps
     if n_timesteps <= 0:
         raise ValueError(f"no timesteps: pass timesteps or set n_timesteps for {env_id!r} in the {algo} hyperparameters")
+    if hp.normalize is not None and is_hint_set_env(env_id):
+        raise ValueError(f"normalize is not supported for {algo} on {env_id}; remove it from the hyperparameters")
     out = Path(out_dir) if out_dir is not None else None
     set_random_seed(seed)
     started = time.time()
-    venv = make_vec_env(lambda: make_env(env_id, "train", env_kwargs), n_envs=hp.n_envs, seed=seed)
+    # A feedback_table path names the train split's table; the val split keeps its own default one.
+    val_env = make_run_env(env_id, "val", {k: v for k, v in env_kwargs.items() if k != "feedback_table"})
+    tables = [_table_path(val_env)]
+    train_env = make_run_env(env_id, "train", env_kwargs)
+    tables.append(_table_path(train_env))
+    train_env.close()
+    known_before = sum(known_entries(path) for path in set(tables) if path is not None)
+    venv = train_vec_env(env_id, env_kwargs, hp.n_envs, seed)
     if hp.normalize is not None:
         venv = VecNormalize(venv, **{"norm_reward": False, **hp.normalize})
     model = algo_class(algo)(hp.policy, venv, seed=seed, verbose=verbose, device=device,
-                             tensorboard_log=str(out / "tb") if (out is not None and tensorboard) else None,
+                             tensorboard_log=str(out / TENSORBOARD_NAME) if (out is not None and tensorboard) else None,
                              **hp.algo_kwargs)
-    callbacks = []
-    curve = None
-    if val_every:
-        val_env = make_env(env_id, "val", env_kwargs)
-        curve = ValidationCurve(val_env.unwrapped.task, venv if hp.normalize is not None else None)
-        callbacks.append(validation_callback(curve, int(val_every)))
-    model.learn(total_timesteps=n_timesteps, callback=callbacks or None, progress_bar=progress_bar,
+    curve = ValidationCurve(lambda m: evaluate_policy(NormalizedPolicy(m, venv) if hp.normalize is not None else m,
+                                                      env_id, val_env))
+    model.learn(total_timesteps=n_timesteps, callback=validation_callback(curve, val_every), progress_bar=progress_bar,
                 tb_log_name=f"{algo}-s{seed}")
     policy, normalizer = model, None
     if hp.normalize is not None:
         normalizer = ObservationNormalizer.from_vec_normalize(venv)
         policy = NormalizedPolicy(model, normalizer)
+    venv.close()
+    val_env.close()
     config = make_config(algo, env_id, env_kwargs, seed, raw, n_timesteps, time.time() - started)
+    calls = sum(known_entries(path) for path in set(tables) if path is not None) - known_before
+    config["val"] = val_report(curve.last, calls)
     if out is not None:
         save_run(out, model, config, normalizer, curve)
-    venv.close()
-    if curve is not None:
-        val_env.close()
     return TrainResult(model, policy, config, curve, out)
+
+
+def val_report(result: EvaluationResult, llm_calls: int) -> dict[str, Any]:
+    """What ``config.json`` keeps under ``val``: the final policy's and no hint's val NDCG@10, the mean
+    number of hints per prompt, and the distinct LLM calls the run cost."""
+    n_hints = result.extra.get("n_hints", result.actions != 0)
+    return {"val_ndcg10": float(result["NDCG@10"]), "val_no_hint_ndcg10": float(ndcg_at_k(result.baseline_ranks, 10).mean()),
+            "val_mean_hints": float(np.mean(n_hints)), "llm_calls": int(llm_calls)}
+
+
+def _table_path(env: Any) -> Path | None:
+    """The feedback table file of ``env``'s split; ``None`` when it has none on disk (RLRF4Rec ids keep no table)."""
+    table = getattr(env.unwrapped.task, "table", None)
+    return None if table is None else table.path
+
+
+def make_run_env(env_id: str, split: str, env_kwargs: dict[str, Any] | None = None) -> Any:
+    """The env a policy of ``env_id`` is scored on: ``gym.make`` of the id, or the team with its agent indicator."""
+    if is_hint_set_env(env_id):
+        from rec_gym.agents.hint_sets import make_hint_set_env
+
+        return make_hint_set_env(env_id, split, env_kwargs)
+    return make_env(env_id, split, env_kwargs)
+
+
+def train_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int, seed: int) -> Any:
+    """SB3's vector env of ``n_envs`` train-split copies of ``env_id``, seeded with ``seed``."""
+    if is_hint_set_env(env_id):
+        from rec_gym.agents.hint_sets import hint_set_vec_env
+
+        return hint_set_vec_env(env_id, env_kwargs, n_envs, seed)
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return make_vec_env(lambda: make_env(env_id, "train", env_kwargs), n_envs=n_envs, seed=seed)
+
+
+def evaluate_policy(policy: Any, env_id: str, env: Any, max_sessions: int | None = None) -> EvaluationResult:
+    """Score ``policy`` on every session of ``env`` (made by :func:`make_run_env` for ``env_id``): the same
+    metrics for one hint (:func:`~rec_gym.agents.evaluate`) and several (:func:`~rec_gym.agents.hint_sets.evaluate_hint_sets`)."""
+    if is_hint_set_env(env_id):
+        from rec_gym.agents.hint_sets import evaluate_hint_sets
+
+        return evaluate_hint_sets(policy, env, max_sessions, env_id)
+    return evaluate(policy, env, split=env.unwrapped.task.split, max_sessions=max_sessions)
 
 
 def make_config(algo: str, env_id: str, env_kwargs: dict[str, Any], seed: int, hyperparams: dict[str, Any],
@@ -381,18 +473,17 @@ def make_config(algo: str, env_id: str, env_kwargs: dict[str, Any], seed: int, h
                          "gymnasium": gymnasium.__version__, "torch": torch.__version__}}
 
 
-def save_run(out: Path, model: Any, config: dict[str, Any], normalizer: ObservationNormalizer | None = None,
-             curve: ValidationCurve | None = None) -> Path:
+def save_run(out: Path, model: Any, config: dict[str, Any], normalizer: ObservationNormalizer | None,
+             curve: ValidationCurve) -> Path:
+    """Write the run folder's files (:data:`RUN_FILES`; TensorBoard writes its own during training)."""
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_NAME)
-    if normalizer is not None:
-        normalizer.save(out / NORMALIZATION_NAME)
+    ObservationNormalizer.save(normalizer, out / NORMALIZATION_NAME)
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    if curve is not None:
-        with open(out / "val_curve.csv", "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["timesteps", "val_ndcg10"])
-            writer.writerows(zip(curve.steps, curve.ndcg))
+    with open(out / VAL_CURVE_NAME, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["timesteps", "val_ndcg10"])
+        writer.writerows(zip(curve.steps, curve.ndcg))
     return out / MODEL_NAME
 
 
@@ -420,19 +511,28 @@ def load_run(path: str | os.PathLike, env_kwargs: dict[str, Any] | None = None) 
         raise ValueError(f"{config_path}: not a JSON file written by `rec-gym train` ({exc})") from None
     config = received_config(config, config_path, env_kwargs or {})
     hp = Hyperparams.parse(config["hyperparams"], received=True)
-    env = make_env(config["env_id"], "train", config["env_kwargs"])
+    env = make_run_env(config["env_id"], "train", config["env_kwargs"])
     try:
-        model = load_model(model_path, config, env, hp)
-        dim = int(env.observation_space.shape[0])
+        observation_space, action_space = _spaces(env)
+        model = load_model(model_path, config, observation_space, action_space, hp)
     finally:
         env.close()
     norm_path = folder / NORMALIZATION_NAME
     if norm_path.exists():
-        return NormalizedPolicy(model, ObservationNormalizer.load(norm_path, dim)), config
+        normalizer = ObservationNormalizer.load(norm_path, int(observation_space.shape[0]))
+        return (model if normalizer is None else NormalizedPolicy(model, normalizer)), config
     if hp.normalize is not None:
         raise FileNotFoundError(f"{norm_path} not found: the run was trained with normalize="
                                 f"{config['hyperparams']['normalize']!r}, so its policy needs those statistics")
     return model, config
+
+
+def _spaces(env: Any) -> tuple[Any, Any]:
+    """``(observation_space, action_space)`` of a Gymnasium env, or of one agent of a PettingZoo parallel env."""
+    if callable(env.observation_space):
+        agent = env.possible_agents[0]
+        return env.observation_space(agent), env.action_space(agent)
+    return env.observation_space, env.action_space
 
 
 def received_config(config: Any, config_path: Path, local_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -441,6 +541,7 @@ def received_config(config: Any, config_path: Path, local_kwargs: dict[str, Any]
     Raises ``ValueError`` naming the entry when the config names an algorithm, env id or field this
     package does not make itself, or asks for an argument that must come from the caller.
     """
+    from rec_gym.agents.hint_sets import TEAM_ENV
     from rec_gym.envs import COMPOSE_ENV_IDS, ENV_IDS, RLRF4REC_ENV_IDS
 
     if not isinstance(config, dict):
@@ -448,11 +549,13 @@ def received_config(config: Any, config_path: Path, local_kwargs: dict[str, Any]
     for key, kind in (("algo", str), ("env_id", str), ("env_kwargs", dict), ("hyperparams", dict)):
         if not isinstance(config.get(key), kind):
             raise ValueError(f"{config_path}: {key!r} is missing or not a {kind.__name__}")
-    if config["algo"].lower() not in ALGOS:
-        raise ValueError(f"{config_path}: algo={config['algo']!r} is not one of {ALGOS}")
-    env_ids = (*ENV_IDS, *COMPOSE_ENV_IDS, *RLRF4REC_ENV_IDS)
+    env_ids = (*ENV_IDS, *COMPOSE_ENV_IDS, *RLRF4REC_ENV_IDS, TEAM_ENV)
     if config["env_id"] not in env_ids:
         raise ValueError(f"{config_path}: env_id={config['env_id']!r} is not an env id of rec_gym ({', '.join(env_ids)})")
+    try:
+        check_algo(config["algo"], config["env_id"])
+    except ValueError as exc:
+        raise ValueError(f"{config_path}: {exc}") from None
     asked = local_only_kwargs(config["env_kwargs"])
     missing = {key: value for key, value in asked.items() if key not in local_kwargs}
     if missing:
@@ -489,7 +592,8 @@ def _shipped_value(key: str, value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def load_model(model_path: Path, config: dict[str, Any], env: Any, hp: Hyperparams) -> Any:
+def load_model(model_path: Path, config: dict[str, Any], observation_space: Any, action_space: Any,
+               hp: Hyperparams) -> Any:
     """Load an SB3 ``model.zip`` without unpickling anything (see the module docstring)."""
     cls = algo_class(config["algo"])
     try:
@@ -506,15 +610,20 @@ def load_model(model_path: Path, config: dict[str, Any], env: Any, hp: Hyperpara
     # SB3 converts some of them (schedules, train_freq) into objects that it pickles.
     defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
-    rebuilt = {**defaults, **hp.algo_kwargs, "policy_class": policy, "observation_space": env.observation_space,
-               "action_space": env.action_space}
+    rebuilt = {**defaults, **hp.algo_kwargs, "policy_class": policy, "observation_space": observation_space,
+               "action_space": action_space,
+               # SB3 stores {} for no policy_kwargs, and reads a dict back.
+               "policy_kwargs": dict(hp.algo_kwargs.get("policy_kwargs") or {})}
     pickled = [key for key, value in data.items() if isinstance(value, dict) and ":serialized:" in value]
     return cls.load(model_path, device="cpu", custom_objects={key: rebuilt.get(key) for key in pickled})
 
 
 def evaluate_run(path: str | os.PathLike, split: str = "test", max_sessions: int | None = None,
                  env_kwargs: dict[str, Any] | None = None):
-    """Load a saved run (:func:`load_run`) and :func:`~rec_gym.agents.evaluate` it on ``split`` of its env."""
+    """Load a saved run (:func:`load_run`) and score it on ``split`` of its env (:func:`evaluate_policy`)."""
     policy, config = load_run(path, env_kwargs)
-    return evaluate(policy, config["env_id"], split=split, env_kwargs=config["env_kwargs"],
-                    max_sessions=max_sessions), config
+    env = make_run_env(config["env_id"], split, config["env_kwargs"])
+    try:
+        return evaluate_policy(policy, config["env_id"], env, max_sessions), config
+    finally:
+        env.close()
