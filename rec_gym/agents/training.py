@@ -345,7 +345,7 @@ class TrainResult:
     model: Any
     policy: Any
     config: dict[str, Any]
-    curve: ValidationCurve | None
+    curve: ValidationCurve
     out_dir: Path | None
 
 
