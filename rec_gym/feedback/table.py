@@ -31,17 +31,34 @@ every entry any of them computed, and rarely compute one twice. Under the lock, 
 killed save left behind are removed. A file that cannot be read, or whose checksum does not match, is
 moved aside as ``<table>.corrupt`` (with a warning) and the table starts again from what the response
 cache and the backend give; rank codes outside the valid range are never used (they are computed again).
+
+Copies: a table pickles and deep-copies by value (entries, columns in order, unsaved count) together
+with its path, and makes its lock anew; nothing is written to copy it. A copy of an env therefore
+holds the same answers and saves into the same file: the copy and the original are two tables of one
+file, each saves what it computed, and a save keeps what the other saved. A table without a path is
+copied by value only.
+
+Exit: a table with a path keeps no answer in memory only when its process ends. Tables with unsaved
+entries are saved at interpreter exit (``atexit``, before modules are torn down) and on ``SIGTERM``
+when the program left ``SIGTERM`` at its default action: then, when the first table gains unsaved
+entries, a handler is installed from the main thread that unwinds the program (``SystemExit``, so
+locks are released and exit hooks run) with status ``128 + SIGTERM`` = 143, a shell's status for a
+process ended by SIGTERM. A handler the program set itself is left alone. A table garbage-collected
+before exit without ``save()`` (an env dropped without ``close()``) is not saved.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import json
 import os
 import re
+import signal
 import sys
 import threading
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -132,6 +149,46 @@ def _warn(message: str) -> None:
     print(f"rec_gym: {message}", file=sys.stderr, flush=True)
 
 
+# Tables with a path and unsaved entries, saved at exit (see "Exit" in the module docstring).
+_UNSAVED: "weakref.WeakSet[FeedbackTable]" = weakref.WeakSet()
+_SIGTERM_CHECKED = False
+
+
+def save_unsaved_tables() -> int:
+    """Save every live table that has a path and unsaved entries; returns how many were saved.
+
+    A table that cannot be saved (a read-only folder, a full disk) is named on stderr, and the others
+    are still saved.
+    """
+    saved = 0
+    for table in list(_UNSAVED):
+        if table.path is None or not table._unsaved:
+            continue
+        try:
+            table.save()
+            saved += 1
+        except Exception as exc:  # noqa: BLE001  (one table's failure must not cost the others their answers)
+            _warn(f"{table.path}: {table._unsaved} answered entries could not be saved ({type(exc).__name__}: {exc})")
+    return saved
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _handle_sigterm() -> None:
+    """Install :func:`_exit_on_sigterm` once per process, from the main thread, where SIGTERM has its default action."""
+    global _SIGTERM_CHECKED
+    if _SIGTERM_CHECKED or threading.current_thread() is not threading.main_thread():
+        return
+    _SIGTERM_CHECKED = True
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+atexit.register(save_unsaved_tables)
+
+
 def _ranks_in_batches(backend: Any) -> bool:
     """Whether ``backend`` has a ``target_ranks`` that answers for its ``rank``: defined by the same class as
     ``rank`` or a subclass of it (a subclass that overrides only ``rank`` must be asked through ``rank``)."""
@@ -175,6 +232,26 @@ class FeedbackTable:
         self._seen_mtime: int | None = -1  # the file's mtime when this process last read it (None: absent; -1: never)
         self._mutex = threading.RLock()
         self.invalid_codes = self._drop_invalid(self.ranks)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # See "Copies" in the module docstring.
+        with self._mutex:
+            state = {k: v for k, v in self.__dict__.items() if k != "_mutex"}
+            state.update(ranks=self.ranks.copy(), columns=list(self.columns), _column_of=dict(self._column_of))
+        state["_seen_mtime"] = -1  # the copy reads the file before its first fill
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._mutex = threading.RLock()
+        self._count_unsaved(0)
+
+    def _count_unsaved(self, answered: int) -> None:
+        """Count ``answered`` more unsaved entries; a table with a path and unsaved entries joins the exit save."""
+        self._unsaved += answered
+        if self._unsaved and self.path is not None and self not in _UNSAVED:
+            _UNSAVED.add(self)
+            _handle_sigterm()
 
     @property
     def key(self) -> str:
@@ -309,6 +386,7 @@ class FeedbackTable:
             self._seen_mtime = path.stat().st_mtime_ns
         self.path = path
         self._unsaved = 0
+        _UNSAVED.discard(self)
         return path
 
     def column(self, hints: Iterable[str | None]) -> int | None:
@@ -415,7 +493,7 @@ class FeedbackTable:
                                                 else target_rank(ranking, int(dataset.target_pos[row])))
                 answered = len(requests) - len(unsettled)
                 filled += answered
-                self._unsaved += answered
+                self._count_unsaved(answered)
                 bar.update(answered)
                 if unsettled:
                     if self.path is not None and self._unsaved:
@@ -446,7 +524,7 @@ class FeedbackTable:
                 self.ranks[np.ix_(table_rows, columns)] = block
             answered = int(missing.sum())
             filled += answered
-            self._unsaved += answered
+            self._count_unsaved(answered)
             bar.update(answered)
             if autosave_every and self._unsaved >= autosave_every and self.path is not None:
                 self.save()

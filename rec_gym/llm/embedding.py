@@ -26,10 +26,11 @@ from __future__ import annotations
 import os
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from rec_gym.llm.lazy import reduce_to_spec
 from rec_gym.llm.prompts import hint_suffix
 from rec_gym.llm.protocol import RankRequest, Ranking
 
@@ -106,6 +107,8 @@ class EmbeddingBackend:
         self.mode = mode
         self.hint_weight = float(hint_weight)
         self.name = self.name_for(model, mode=mode, hint_weight=hint_weight)
+        self._spec = (f"embedding:{model}", dict(device=device, batch_size=batch_size, local_files_only=local_files_only,
+                                                 max_cached_items=max_cached_items, mode=mode, hint_weight=hint_weight))
         self._histories: dict[tuple[str, ...], np.ndarray] = {}
         self._hints: dict[str, np.ndarray] = {}
         self.batch_size = int(batch_size)
@@ -120,6 +123,10 @@ class EmbeddingBackend:
 
     def __repr__(self) -> str:
         return f"EmbeddingBackend(name={self.name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The encoder stays in this process: see "Copies" in rec_gym.llm.lazy.
+        return reduce_to_spec(self, "shared", *self._spec)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """float32 ``(len(texts), dim)``, L2-normalised."""

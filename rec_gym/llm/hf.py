@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from rec_gym.llm.prompts import ANSWER_PREFIX, LABELLED_TEMPLATE_VERSION, hint_suffix, labelled_session_prefix, render_prompt
+from rec_gym.llm.lazy import reduce_to_spec
 from rec_gym.llm.protocol import GenerateRequest, RankRequest, Ranking
 
 if TYPE_CHECKING:
@@ -247,6 +248,10 @@ class HFBackend:
         except Exception as exc:  # noqa: BLE001  (hub, file-system and format errors all mean "cannot load")
             raise load_error(model_id, revision, f"{type(exc).__name__}: {exc}") from exc
         self.model.to(self.device).eval()
+        self._spec = (f"hf:{model}", dict(revision=revision, mode=mode, device=device,
+                                          dtype=str(torch_dtype).removeprefix("torch."), local_files_only=local_files_only,
+                                          batch_size=batch_size, max_new_tokens=max_new_tokens, share_prefix=share_prefix,
+                                          use_chat_template=use_chat_template, system_prompt=system_prompt))
         self.mode = mode
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
@@ -273,6 +278,10 @@ class HFBackend:
 
     def __repr__(self) -> str:
         return f"HFBackend(name={self.name!r}, device={self.device})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The weights stay in this process: see "Copies" in rec_gym.llm.lazy.
+        return reduce_to_spec(self, "shared", *self._spec)
 
     # ----------------------------------------------------------------------------------------- prompts
     def _messages(self, user: str) -> list[dict[str, str]]:

@@ -15,6 +15,12 @@ without loading them:
 So an env whose table is complete never loads a model, and eight training envs plus a validation env
 in one process load it at most once. :class:`LazyBackend` does the same for any custom backend whose
 name is known up front.
+
+Copies: a backend that holds a model or a connection pickles as its spec and arguments
+(:func:`reduce_to_spec`), never its weights. Loading one gives that process's shared backend of the
+same spec and arguments, built once per process, on first use where it can wait; in the process that
+pickled it, that is the backend itself, so a deep copy of an env shares its model like a second
+``gym.make`` does.
 """
 
 from __future__ import annotations
@@ -50,6 +56,13 @@ class LazyBackend:
         self._on_mismatch = on_mismatch
         self._backend: LLMBackend | None = None
         self._lock = threading.Lock()
+        self._spec: tuple[str, dict[str, Any]] | None = None  # set by lazy_llm: how to make this backend again
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._spec is not None:
+            return reduce_to_spec(self, "lazy", *self._spec)
+        # A custom factory travels as itself (it must pickle); the engine is built again on first use.
+        return LazyBackend, (self.name, self._factory, self._on_mismatch)
 
     def __repr__(self) -> str:
         return f"LazyBackend(name={self.name!r}, built={self.built})"
@@ -142,14 +155,41 @@ def shared_llm(spec: "str | LLMBackend", **kwargs: Any) -> LLMBackend:
 
     if not isinstance(spec, str):
         return make_llm(spec, **kwargs)
-    try:
-        key = stable_hash("shared", spec, kwargs)
-    except TypeError:  # arguments that cannot be written down are not shared
+    key = shared_key("shared", spec, kwargs)
+    if key is None:  # arguments that cannot be written down are not shared
         return make_llm(spec, **kwargs)
     with _SHARED_LOCK:
         if key not in _SHARED:
             _SHARED[key] = make_llm(spec, **kwargs)
         return _SHARED[key]
+
+
+def shared_key(kind: str, spec: str, kwargs: dict[str, Any]) -> str | None:
+    """The key of ``spec`` with ``kwargs`` among a process's shared backends; ``None`` when the arguments cannot
+    be written down (such backends are not shared)."""
+    try:
+        return stable_hash(kind, spec, kwargs)
+    except TypeError:
+        return None
+
+
+def rebuilt(kind: str, spec: str, kwargs: dict[str, Any]) -> LLMBackend:
+    """What a pickled backend loads as: this process's :func:`lazy_llm` (``kind="lazy"``) or
+    :func:`shared_llm` (``kind="shared"``) backend of ``spec`` with ``kwargs``."""
+    return (lazy_llm if kind == "lazy" else shared_llm)(spec, **kwargs)
+
+
+def reduce_to_spec(backend: LLMBackend, kind: str, spec: str, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """``__reduce__`` of a backend made from ``spec`` and ``kwargs``: those, not its model (see the module docstring).
+
+    ``backend`` becomes its process's shared backend of those arguments (unless one is there already),
+    so that loading the pickle in this process gives it back instead of loading the model again.
+    """
+    key = shared_key(kind, spec, kwargs)
+    if key is not None:
+        with _SHARED_LOCK:
+            _SHARED.setdefault(key, backend)
+    return rebuilt, (kind, spec, dict(kwargs))
 
 
 def lazy_llm(spec: "str | LLMBackend", **kwargs: Any) -> LLMBackend:
@@ -162,9 +202,8 @@ def lazy_llm(spec: "str | LLMBackend", **kwargs: Any) -> LLMBackend:
         from rec_gym.llm import make_llm
 
         return make_llm(spec, **kwargs)
-    try:
-        key = stable_hash("lazy", spec, kwargs)
-    except TypeError:
+    key = shared_key("lazy", spec, kwargs)
+    if key is None:
         return shared_llm(spec, **kwargs)
     with _SHARED_LOCK:
         if key in _SHARED:
@@ -177,5 +216,6 @@ def lazy_llm(spec: "str | LLMBackend", **kwargs: Any) -> LLMBackend:
     else:
         on_mismatch = (lambda: _record_path(record).unlink(missing_ok=True)) if record else None
         backend = LazyBackend(name, lambda: shared_llm(spec, **kwargs), on_mismatch)
+        backend._spec = (spec, dict(kwargs))
     with _SHARED_LOCK:
         return _SHARED.setdefault(key, backend)

@@ -14,7 +14,7 @@ aspect        value for a candidate (all in [0, 1])                            b
 ============  ==============================================================  ===========
 genre         share of history items that carry each of its genres (summed)    1.0
 last_item     likeness to the most recent item (genres, creator, year)         0.6
-era           share of history items released within 5 years of it          0.4
+era           share of history items released within 5 years of it             0.4
 newer         how recent its release year is (1950 -> 0, 2020 -> 1)             0.0
 popularity    its popularity in the dataset (the popularity-leaning prior)      1.2
 creator       share of history items by its creator (director, studio)          0.4
@@ -383,6 +383,10 @@ class SimulatedLLM:
         self.name = (f"{self.VERSION}(session_noise={self.session_noise},hint_noise={self.hint_noise},"
                      f"hint_strength={self.hint_strength},genre_bonus={self.genre_bonus},seed={self.seed})")
         self._catalog_arrays: tuple[object, ItemArrays] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        # The arrays of the last catalog are a cache, rebuilt on first use.
+        return {**self.__dict__, "_catalog_arrays": None}
 
     def _scores(self, arrays: ItemArrays, hist: np.ndarray, cand: np.ndarray, hints: Sequence[str | None]) -> np.ndarray:
         """float64 ``(b, c, len(hints))``: every candidate's score under every hint; -inf for padded candidates."""
