@@ -39,3 +39,32 @@ def test_one_ppo_iteration_samples_and_learns(local_cluster, env_id, env_kwargs,
     assert modules == expected
     for module in modules:
         assert math.isfinite(result["learners"][module]["total_loss"])
+
+
+def test_a_users_own_config_finds_an_env_by_its_plain_id_in_a_remote_env_runner(local_cluster):
+    import rec_gym  # noqa: F401  (what a user's script does; the env runner's process never does)
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    config = (PPOConfig()
+              .environment("Re2LLM-Synthetic-v0", env_config={"n_train": 30})
+              .env_runners(num_env_runners=1)
+              .training(train_batch_size_per_learner=64, minibatch_size=32, num_epochs=1))
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+    finally:
+        algo.stop()
+    assert result["env_runners"]["num_env_steps_sampled_lifetime"] >= 64
+
+
+@pytest.mark.parametrize("imports", ["import rec_gym; import ray.tune.registry as registry",
+                                     "import ray.tune.registry as registry; import rec_gym"])
+def test_the_ids_reach_ray_tunes_registry_whichever_is_imported_first(imports):
+    import subprocess
+    import sys
+
+    check = (f"{imports}; print(all(registry._global_registry.contains('env_creator', i) "
+             "for i in ('Re2LLM-Synthetic-v0', 'Re2LLMCompose-Synthetic-v0', 'RLRF4Rec-Synthetic-v0')))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

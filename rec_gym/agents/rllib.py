@@ -12,6 +12,11 @@ RLlib's PPO with the same code on a laptop and on a Ray cluster::
 
 Each env runner builds its own env (and reads the shared feedback table; fill it first with
 ``rec-gym precompute`` so that no runner calls the LLM). Iterations print RLlib's mean episode return.
+
+A config of one's own names an env by its plain id, as for any Gymnasium env: ``import rec_gym``
+registers the ids with Ray Tune, whose registry RLlib's env runners read (:mod:`rec_gym.envs`)::
+
+    PPOConfig().environment("Re2LLM-Synthetic-v0", env_config={"n_train": 500}).env_runners(num_env_runners=4)
 """
 
 from __future__ import annotations
@@ -24,26 +29,20 @@ TEAM_ENV = "hint_team_v0"
 POLICY_MODES = ("shared", "per_agent")
 
 
-def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Any:
-    """The env RLlib steps: ``gym.make(env_id)``, or the team wrapped as an RLlib multi-agent env."""
-    import gymnasium as gym
+def team_env(env_kwargs: dict[str, Any] | None = None) -> Any:
+    """The team (``hint_team_v0``) as an RLlib multi-agent env (RLlib's ``ParallelPettingZooEnv``)."""
+    from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
-    import rec_gym  # noqa: F401  (registers the ids in an env runner's process)
+    from rec_gym.envs import hint_team_v0
 
-    kwargs = dict(env_kwargs or {})
-    if env_id == TEAM_ENV:
-        from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
-
-        from rec_gym.envs import hint_team_v0
-
-        return ParallelPettingZooEnv(hint_team_v0.parallel_env(**kwargs))
-    return gym.make(env_id, **kwargs)
+    return ParallelPettingZooEnv(hint_team_v0.parallel_env(**dict(env_kwargs or {})))
 
 
 def ppo_config(env_id: str, env_kwargs: dict[str, Any] | None = None, *, policies: str = "shared",
                n_agents: int | None = None, env_runners: int = 0, train_batch_size: int = 512,
                minibatch_size: int = 128, num_epochs: int = 4, lr: float = 3e-4, seed: int = 0) -> Any:
-    """An RLlib ``PPOConfig`` for ``env_id`` (registered with Ray under ``rec_gym/<env_id>``).
+    """An RLlib ``PPOConfig`` for ``env_id`` (the id itself, with ``env_kwargs`` as RLlib's env config; the team is
+    registered with Ray Tune as ``rec_gym/hint_team_v0``).
 
     ``policies`` applies to the team: ``"shared"`` (parameter sharing, one module) or ``"per_agent"``.
     """
@@ -53,10 +52,13 @@ def ppo_config(env_id: str, env_kwargs: dict[str, Any] | None = None, *, policie
     if policies not in POLICY_MODES:
         raise ValueError(f"policies={policies!r} is not one of {POLICY_MODES}")
     kwargs = dict(env_kwargs or {})
-    name = f"rec_gym/{env_id}"
-    register_env(name, lambda _config: make_env(env_id, kwargs))
+    if env_id == TEAM_ENV:
+        name, env_config = f"rec_gym/{env_id}", {}
+        register_env(name, lambda _config: team_env(kwargs))
+    else:  # the ids are registered with Ray Tune by `import rec_gym` (rec_gym.envs.register_rllib_envs)
+        name, env_config = env_id, kwargs
     config = (PPOConfig()
-              .environment(name)
+              .environment(name, env_config=env_config)
               .env_runners(num_env_runners=int(env_runners))
               .training(train_batch_size_per_learner=int(train_batch_size), minibatch_size=int(minibatch_size),
                         num_epochs=int(num_epochs), lr=float(lr))
@@ -99,7 +101,7 @@ def train(env_id: str, env_kwargs: dict[str, Any] | None = None, iterations: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rec_gym.cli import parse_env_kwargs
+    from rec_gym.envs.arguments import parse_env_kwargs
 
     parser = argparse.ArgumentParser(prog="python -m rec_gym.agents.rllib", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Re2LLM-Synthetic-v0", help="an env id, or hint_team_v0")

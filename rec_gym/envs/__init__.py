@@ -1,6 +1,22 @@
-"""Gymnasium environments; importing :mod:`rec_gym` registers their ids."""
+"""Gymnasium environments; importing :mod:`rec_gym` registers their ids.
+
+With Gymnasium (``gym.make(id)``) and, once Ray Tune's registry is imported (``ray.rllib`` imports it),
+with Ray Tune too (:func:`register_rllib_envs`): RLlib's env runners are fresh processes that never
+import rec_gym, and they look a string env up in Tune's registry, which every process of the Ray job
+reads, before asking Gymnasium. So ``PPOConfig().environment("Re2LLM-Synthetic-v0", env_config={...})``
+works by plain id, whichever of ``rec_gym`` and ``ray`` the program imports first, and ``import
+rec_gym`` never imports Ray. Gymnasium 1.x has no entry-point plugin mechanism that would let the
+runners find the ids without this.
+"""
 
 from __future__ import annotations
+
+import functools
+import importlib.abc
+import importlib.machinery
+import sys
+import warnings
+from typing import Any, Sequence
 
 from gymnasium.envs.registration import register, registry
 
@@ -45,6 +61,70 @@ def register_envs() -> None:
             register(id=env_id, entry_point="rec_gym.envs.rlrf4rec:RLRF4RecEnv", kwargs=dict(kwargs))
 
 
+def rllib_env(env_id: str, config: dict[str, Any]) -> Any:
+    """What Ray Tune's creator of ``env_id`` builds from RLlib's env config: ``gym.make(env_id, **config)``;
+    ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` when RLlib asks for ``num_envs`` copies."""
+    import gymnasium as gym
+
+    kwargs = dict(config)  # RLlib's EnvContext: the env config plus worker indices, which the env does not take
+    num_envs = kwargs.pop("num_envs", None)
+    if num_envs is not None:
+        return gym.make_vec(env_id, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **kwargs)
+    return gym.make(env_id, **kwargs)
+
+
+def register_rllib_envs() -> None:
+    """Register every id with Ray Tune (``ray.tune.registry.register_env``) and again after every ``ray.init``:
+    Tune keeps registrations per Ray job and forgets them at ``ray.shutdown``."""
+    import ray._private.worker
+    from ray.tune.registry import register_env
+
+    for env_id in (*ENV_IDS, *COMPOSE_ENV_IDS, *RLRF4REC_ENV_IDS):
+        register_env(env_id, functools.partial(rllib_env, env_id))
+    hooks = getattr(ray._private.worker, "_post_init_hooks", None)
+    if isinstance(hooks, list) and register_rllib_envs not in hooks:
+        hooks.append(register_rllib_envs)
+
+
+class _AfterTuneRegistry(importlib.abc.MetaPathFinder):
+    """Runs :func:`register_rllib_envs` right after ``ray.tune.registry`` is first imported (importing nothing itself)."""
+
+    MODULE = "ray.tune.registry"
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.MODULE:
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            run = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                run(module)
+                _register_quietly()
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _register_quietly() -> None:
+    # A Ray whose registry has moved must not make `import ray.rllib` fail; the ids then need "rec_gym:<id>".
+    try:
+        register_rllib_envs()
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"rec_gym could not register its env ids with Ray Tune ({type(exc).__name__}: {exc}); "
+                      'use "rec_gym:<env id>" in RLlib configs', RuntimeWarning, stacklevel=2)
+
+
+def register_with_rllib() -> None:
+    """Register the ids with Ray Tune now if its registry is imported, else as soon as it is."""
+    if _AfterTuneRegistry.MODULE in sys.modules:
+        _register_quietly()
+    elif not any(isinstance(finder, _AfterTuneRegistry) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterTuneRegistry())
+
+
 def __getattr__(name: str):
     # Registration needs only entry-point strings; the env classes import torch-free but heavy
     # modules, so they load on first use and `import rec_gym` stays fast.
@@ -68,4 +148,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["Re2LLMEnv", "Re2LLMComposeEnv", "Re2LLMVectorEnv", "RLRF4RecEnv", "ENV_IDS", "COMPOSE_ENV_IDS",
-           "RLRF4REC_ENV_IDS", "register_envs"]
+           "RLRF4REC_ENV_IDS", "register_envs",
+           "register_rllib_envs", "register_with_rllib"]
