@@ -225,5 +225,5 @@ def test_a_killed_encoding_keeps_the_batches_it_finished_and_the_rerun_encodes_o
     encoder = CountingEncoder()
     vectors = item_embeddings(catalog(n), encoder)
     assert len(encoder.texts) == n - 2 * COMMIT_BATCH
-    np.testing.assert_allclose(vectors, HashingEncoder(CountingEncoder.dim).encode([item.text() for item in catalog(n).items]),
-                               atol=1e-7)
+    texts = [item.text() for item in catalog(n).items]
+    np.testing.assert_allclose(vectors, HashingEncoder(CountingEncoder.dim).encode(texts), atol=1e-7)

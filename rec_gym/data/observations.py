@@ -10,8 +10,8 @@ makes a second process wait for the first build instead of repeating it; a build
 leaves no matrix behind, and the temporary file it leaves is removed by the next build.
 
 Each matrix has a checksum beside it (``<name>.npy.sha256``, the SHA-256 of the whole ``.npy`` file,
-computed from the bytes as they are written). A process checks it once, the first time it maps the file; a file that fails
-it (a flipped byte, a truncated file) is reported once on stderr and built again.
+computed from the bytes as they are written). A process checks it once, the first time it maps the
+file; a file that fails it (a flipped byte, a truncated file) is reported once on stderr and built again.
 """
 
 from __future__ import annotations

@@ -7,7 +7,24 @@ embeddings, float32 ``(n_sessions, text_dim)``, with NaN rows for "no text".
 
 A SASRec recommender is stored as a folder: ``model.safetensors`` (the weights, no pickle) and
 ``config.json`` (the model's shape, the dataset it was trained on, the text encoder, the training
-arguments and the measured metrics).
+arguments, the measured metrics, the SHA-256 of the weights file and of the config itself).
+
+A folder may come from someone else, so :meth:`SASRecRecommender.load` trusts nothing in it:
+
+- sizes: the config's model fields are checked against :data:`MODEL_LIMITS` and the parameter count
+  against :data:`MAX_PARAMETERS` (2 GB of float32 weights), and the files' sizes against what that
+  shape needs, before anything is allocated or read;
+- hashes: the config's own checksum and the weights file's SHA-256 are verified before the weights are
+  deserialised, so a flipped byte, a half-finished save or a folder mixing two saves is refused;
+- the text encoder: a folder may name a built-in encoder (``minilm``, ``hashing``, ``hashing-<dim>``),
+  which loads no model and reaches no network. Any other (``st:<model or path>``) is refused unless the
+  caller names that same encoder in ``load(path, encoder=...)``: a received folder cannot make this
+  package download a model or read a local path.
+
+:meth:`SASRecRecommender.save` writes the weights, then the config (which holds the weights' hash),
+each fsynced and renamed into place, under an exclusive lock on the folder; ``load`` reads under a
+shared lock. A save killed between the two files leaves a folder that ``load`` refuses, never one it
+accepts with another model's weights.
 """
 
 from __future__ import annotations
@@ -21,14 +38,23 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from rec_gym.data.embeddings import builtin_encoder_dim
 from rec_gym.data.types import SessionDataset
 from rec_gym.recsys.sasrec import SASRec, SASRecConfig, left_padded
 from rec_gym.recsys.sequences import session_sequences
-from rec_gym.storage import atomic_path, write_json_atomic
+from rec_gym.storage import folder_lock, read_limited, write_bytes_durably
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "rec_gym-sasrec-v1"
+# The largest model a folder may describe, field by field (SASRecConfig's names) and in all.
+MODEL_LIMITS = {"n_items": 5_000_000, "max_len": 1_024, "dim": 1_024, "n_blocks": 16, "n_heads": 64,
+                "text_dim": 4_096, "adaptor_hidden": 4_096}
+MAX_PARAMETERS = 500_000_000
+MAX_CONFIG_BYTES = 4 << 20
+# A safetensors header (tensor names, shapes, offsets) beside the float32 data.
+MAX_WEIGHTS_HEADER_BYTES = 1 << 20
+RETRAIN = "train it again with `rec-gym train-recsys --out ...`"
 
 
 class PopularityRecommender:
@@ -105,34 +131,154 @@ class SASRecRecommender:
         return digest.hexdigest()[:16]
 
     def save(self, out: str | os.PathLike) -> Path:
-        """Write ``out/model.safetensors`` and ``out/config.json``; returns ``out``."""
-        from safetensors.torch import save_file
+        """Write ``out/model.safetensors``, then ``out/config.json`` with both hashes, under the folder's lock."""
+        from safetensors.torch import save as serialise
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / WEIGHTS_FILE) as tmp:
-            save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
-        write_json_atomic(out / CONFIG_FILE, {**self.info, "format": FORMAT, "model": self.config.to_dict(),
-                                               "weights_sha256_16": self.weights_hash()})
+        weights = serialise({k: v.contiguous() for k, v in self.model.state_dict().items()})
+        record = {k: v for k, v in self.info.items() if k != "config_sha256"}
+        record.update(format=FORMAT, model=self.config.to_dict(), weights_sha256_16=self.weights_hash(),
+                      weights_sha256=hashlib.sha256(weights).hexdigest())
+        record["config_sha256"] = _config_checksum(record)
+        with folder_lock(out):
+            write_bytes_durably(out / WEIGHTS_FILE, weights)
+            write_bytes_durably(out / CONFIG_FILE, json.dumps(record, indent=2, sort_keys=True).encode("utf-8"))
         return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SASRecRecommender":
-        """Read a folder written by :meth:`save` (no pickle: safetensors and JSON)."""
-        from safetensors.torch import load_file
+    def load(cls, path: str | os.PathLike, encoder: str | None = None) -> "SASRecRecommender":
+        """Read a folder written by :meth:`save` (no pickle: safetensors and JSON), checked as the module says.
+
+        Args:
+            path: the folder.
+            encoder: an ``"st:<model or path>"`` text encoder that you trust this folder to use; needed only
+                when the folder names an encoder outside the built-ins, and only that same encoder is accepted.
+
+        Raises:
+            FileNotFoundError: the folder lacks one of its two files.
+            ValueError: one line naming the file, the field and the fix, for anything else that is wrong.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load as deserialise
 
         path = Path(path)
         config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not config_path.is_file() or not weights_path.is_file():
             raise FileNotFoundError(f"{path} is not a trained recommender: expected {CONFIG_FILE} and {WEIGHTS_FILE} "
                                     "(written by `rec-gym train-recsys --out ...`)")
-        info = json.loads(config_path.read_text(encoding="utf-8"))
-        if info.get("format") != FORMAT:
-            raise ValueError(f"{config_path}: format {info.get('format')!r} is not {FORMAT!r}; retrain with "
-                             "`rec-gym train-recsys`")
+        with folder_lock(path, shared=True):
+            info = _read_config(config_path, encoder)
+            expected = _expected_shapes(config_path, SASRecConfig(**info["model"]))
+            n_bytes = 4 * sum(int(np.prod(shape)) for shape in expected.values())
+            size = weights_path.stat().st_size
+            if not n_bytes < size <= n_bytes + MAX_WEIGHTS_HEADER_BYTES:
+                raise ValueError(f"{weights_path} is {size:,} bytes, but the model in {config_path} needs {n_bytes:,} "
+                                 f"bytes of weights; the two files are not from one save: {RETRAIN}")
+            weights = read_limited(weights_path, n_bytes + MAX_WEIGHTS_HEADER_BYTES, RETRAIN)
+        if "weights_sha256" in info and hashlib.sha256(weights).hexdigest() != info["weights_sha256"]:
+            raise ValueError(f"{weights_path} does not match field \"weights_sha256\" of {config_path}: the folder was "
+                             f"altered or damaged, or its save was interrupted; save it again or {RETRAIN}")
+        try:
+            tensors = deserialise(weights)
+        except SafetensorError as exc:
+            raise ValueError(f"{weights_path}: not a readable safetensors file ({exc}); {RETRAIN}") from None
+        got = {k: tuple(v.shape) for k, v in tensors.items() if v.dtype == torch.float32}
+        if got != expected:
+            wrong = sorted(set(got.items()) ^ set(expected.items()))[:1]
+            raise ValueError(f"{weights_path}: tensors do not match the model in {config_path} (first difference: "
+                             f"{wrong}); {RETRAIN}")
         model = SASRec(SASRecConfig(**info.pop("model")))
-        model.load_state_dict(load_file(str(weights_path)))
-        return cls(model, info)
+        model.load_state_dict(tensors)
+        loaded = cls(model, info)
+        if "weights_sha256" not in info and loaded.weights_hash() != info["weights_sha256_16"]:
+            # A folder saved before config.json held the file's hash: its weights' hash is checked instead.
+            raise ValueError(f"{weights_path} does not match field \"weights_sha256_16\" of {config_path}: the folder "
+                             f"was altered or damaged, or its save was interrupted; {RETRAIN}")
+        return loaded
+
+
+def _config_checksum(record: dict[str, Any]) -> str:
+    """SHA-256 of a config record without its ``config_sha256`` field, in a canonical JSON form."""
+    body = {k: v for k, v in record.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _is_hex(value: Any, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdef" for c in value)
+
+
+def _read_config(config_path: Path, encoder: str | None) -> dict[str, Any]:
+    """The checked ``config.json`` record of a recommender folder (see the module docstring)."""
+    def refuse(what: str, fix: str = RETRAIN) -> ValueError:
+        return ValueError(f"{config_path}: {what}; {fix}")
+
+    raw = read_limited(config_path, MAX_CONFIG_BYTES, RETRAIN)
+    try:
+        info = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise refuse(f"not valid JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if not isinstance(info, dict):
+        raise refuse(f"expected a JSON object, got {type(info).__name__}")
+    if info.get("format") != FORMAT:
+        raise refuse(f"field \"format\" is {str(info.get('format'))[:40]!r}, not {FORMAT!r}")
+    if "config_sha256" in info or "weights_sha256" in info:
+        if not (_is_hex(info.get("config_sha256"), 64) and _is_hex(info.get("weights_sha256"), 64)):
+            raise refuse("fields \"config_sha256\" and \"weights_sha256\" must be 64 hex digits each")
+        if info["config_sha256"] != _config_checksum(info):
+            raise refuse("the file does not match its field \"config_sha256\" (it was edited or damaged)",
+                         f"restore it or {RETRAIN}")
+    elif not _is_hex(info.get("weights_sha256_16"), 16):  # a folder saved before the file hashes
+        raise refuse("it holds no weights hash (fields \"weights_sha256\" and \"config_sha256\")")
+    model = info.get("model")
+    fields = set(SASRecConfig.__dataclass_fields__)
+    if not isinstance(model, dict) or set(model) != fields:
+        raise refuse(f"field \"model\" must be an object with exactly the fields {sorted(fields)}")
+    for name, limit in MODEL_LIMITS.items():
+        value = model[name]
+        low = 0 if name == "text_dim" else 2 if name == "n_items" else 1
+        if type(value) is not int or not low <= value <= limit:
+            raise refuse(f"field \"model.{name}\" is {str(value)[:40]}; it must be an integer from {low} to {limit:,} "
+                         "(rec_gym.recsys.model.MODEL_LIMITS)")
+    dropout = model["dropout"]
+    if type(dropout) not in (int, float) or not 0.0 <= dropout < 1.0:
+        raise refuse(f"field \"model.dropout\" is {str(dropout)[:40]}; it must be a number in [0, 1)")
+    if model["dim"] % model["n_heads"]:
+        raise refuse(f"field \"model.dim\" ({model['dim']}) is not divisible by \"model.n_heads\" ({model['n_heads']})")
+    _check_encoder_field(info.get("encoder"), model["text_dim"], encoder, refuse)
+    return info
+
+
+def _check_encoder_field(named: Any, text_dim: int, trusted: str | None, refuse: Any) -> None:
+    """A folder's ``encoder`` must be absent for a plain model, else a built-in of width ``text_dim`` or ``trusted``."""
+    if text_dim == 0:
+        if named is not None:
+            raise refuse(f"field \"encoder\" is {str(named)[:80]!r} but \"model.text_dim\" is 0 (a model without "
+                         "preference texts); set it to null")
+        return
+    if not isinstance(named, str):
+        raise refuse(f"field \"encoder\" must name the text encoder of a model with text_dim={text_dim}, got "
+                     f"{str(named)[:80]!r}")
+    width = builtin_encoder_dim(named)
+    if width is None and named != trusted:
+        raise refuse(f"field \"encoder\" is {named[:200]!r}, not a built-in encoder (minilm, hashing, "
+                     "hashing-<dim>), and a received folder cannot choose a model to load",
+                     "if you trust that model, name it yourself: "
+                     f"SASRecRecommender.load(path, encoder={named[:200]!r})")
+    if width is not None and width != text_dim:
+        raise refuse(f"field \"encoder\" is {named!r}, {width}-dimensional, but \"model.text_dim\" is {text_dim}")
+
+
+def _expected_shapes(config_path: Path, config: SASRecConfig) -> dict[str, tuple[int, ...]]:
+    """Every weight's shape for ``config``, from a model built on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in SASRec(config).state_dict().items()}
+    n_parameters = sum(int(np.prod(shape)) for shape in shapes.values())
+    if n_parameters > MAX_PARAMETERS:
+        raise ValueError(f"{config_path}: field \"model\" describes {n_parameters:,} parameters "
+                         f"({4 * n_parameters / 2**30:.1f} GiB), more than rec_gym.recsys.model.MAX_PARAMETERS = "
+                         f"{MAX_PARAMETERS:,}; {RETRAIN} with a smaller dim or catalog")
+    return shapes
 
 
 def candidate_ranks(scores: np.ndarray, dataset: SessionDataset, rows: np.ndarray) -> np.ndarray:

@@ -151,7 +151,7 @@ def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "
                       n_texts, temperature, training, sessions.fingerprint if sessions is not None else None, length=20)
     folder = cache_dir("recsys") / f"{dataset.name}-ka-{key}"
     if use_cache and (folder / "config.json").is_file():
-        return SASRecRecommender.load(folder)
+        return SASRecRecommender.load(folder, encoder=encoder)  # the caller's own encoder, trained into the cache
     rows = dataset.indices("train")
     replies = generate_preferences(writer, dataset, rows, n=n_texts, temperature=temperature, progress=progress)
     flat = embed_texts([t for texts in replies for t in texts], encoder, progress=progress)
