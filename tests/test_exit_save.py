@@ -17,6 +17,7 @@ CHILD = textwrap.dedent("""
     import time
 
     import gymnasium as gym
+    import numpy as np
 
     import rec_gym  # noqa: F401
 
@@ -27,13 +28,21 @@ CHILD = textwrap.dedent("""
             env.reset(seed=action)
             env.step(action)
         known = env.unwrapped.task.table.n_known
-    else:
+    elif kind == "vector":
         env = gym.make_vec("Re2LLM-Synthetic-v0", 4, vectorization_mode="vector_entry_point", n_train=30,
                            feedback_table=table)
         env.reset(seed=0)
         for action in range(1, 4):
             env.step([action] * 4)
         known = env.task.table.n_known
+    else:  # the answers are in the forked workers' tables
+        env = gym.make_vec("Re2LLM-Synthetic-v0", 2, vectorization_mode="async", vector_kwargs={"context": "fork"},
+                           n_train=30, feedback_table=table)
+        env.reset(seed=0)
+        for action in range(1, 4):
+            env.step([action] * 2)
+        # Copies of the workers' tables, dropped at once (a live copy would be saved by this process at exit).
+        known = int(np.logical_or.reduce([task.table.ranks != -1 for task in env.call("task")]).sum())
     print(known, flush=True)
     if ending == "sigterm":
         time.sleep(120)  # the parent sends SIGTERM now
@@ -55,7 +64,7 @@ def _run(tmp_path, kind: str, ending: str) -> tuple[int, int, str, FeedbackTable
     return known, child.returncode, stderr, FeedbackTable.load(table)
 
 
-@pytest.mark.parametrize("kind", ["env", "vector"])
+@pytest.mark.parametrize("kind", ["env", "vector", "async"])
 def test_an_unclosed_env_saves_its_answers_when_the_interpreter_exits(tmp_path, kind):
     known, status, stderr, table = _run(tmp_path, kind, "exit")
     assert known > 0
@@ -63,7 +72,7 @@ def test_an_unclosed_env_saves_its_answers_when_the_interpreter_exits(tmp_path, 
     assert table.n_known == known
 
 
-@pytest.mark.parametrize("kind", ["env", "vector"])
+@pytest.mark.parametrize("kind", ["env", "vector", "async"])
 def test_an_unclosed_env_saves_its_answers_when_the_process_gets_sigterm(tmp_path, kind):
     known, status, stderr, table = _run(tmp_path, kind, "sigterm")
     assert known > 0
