@@ -66,3 +66,53 @@ def test_the_env_action_space_follows_a_json_kb(tmp_path):
         assert task.kb.hint_for_action(2) == HINTS[1] and task.table.provenance["kb_hash"] == stable_hash(HINTS)
     finally:
         env.close()
+
+
+def test_a_stale_hash_field_is_refused_with_the_file_and_the_fix(tmp_path):
+    kb = built_kb()
+    kb.save(tmp_path / "kb.json")
+    raw = json.loads((tmp_path / "kb.json").read_text())
+    raw["hints"][1]["hint"] = "Continue any series the user has started, even a long one."
+    (tmp_path / "kb.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError) as info:
+        load_knowledge_base(tmp_path / "kb.json")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'kb.json'}: field \"hash\" is {kb.hash!r}") and "\n" not in message
+    assert "rec-gym build-kb" in message and 'delete the "hash" field' in message
+    del raw["hash"]  # the documented way to accept edited hints: they get their own hash
+    (tmp_path / "kb.json").write_text(json.dumps(raw))
+    assert load_knowledge_base(tmp_path / "kb.json").hash == stable_hash([h["hint"] for h in raw["hints"]])
+
+
+def test_hint_counts_file_sizes_and_field_types_have_documented_limits(tmp_path, monkeypatch):
+    from rec_gym.knowledge import base
+
+    too_many = [f"Hint number {k}." for k in range(base.MAX_HINTS + 1)]
+    (tmp_path / "many.json").write_text(json.dumps({"hints": too_many}))
+    with pytest.raises(ValueError, match=r'many.json: field "hints" holds 1,001 hints, more than .*MAX_HINTS = 1,000'):
+        load_knowledge_base(tmp_path / "many.json")
+    (tmp_path / "many.txt").write_text("\n".join(too_many))
+    with pytest.raises(ValueError, match=r"many.txt: 1,001 hints, more than"):
+        load_knowledge_base(tmp_path / "many.txt")
+    with pytest.raises(ValueError, match=r"<list>: 1,001 hints, more than"):
+        load_knowledge_base(too_many)
+    with pytest.raises(ValueError, match=r"<list>: more than .*MAX_HINTS = 1,000 hints"):
+        KnowledgeBase(iter(too_many))  # counted while reading, before a 1,001st hint is kept
+    monkeypatch.setattr(base, "MAX_KB_FILE_BYTES", 100)
+    (tmp_path / "big.txt").write_text("A hint that is long enough to pass the byte limit of this test's KB.\n" * 2)
+    with pytest.raises(ValueError, match=r"big.txt is 138 bytes, more than its limit of 100"):
+        load_knowledge_base(tmp_path / "big.txt")
+    monkeypatch.undo()
+    for field, value in (("provenance", [1]), ("name", 5), ("hash", 7)):
+        (tmp_path / "typed.json").write_text(json.dumps({"hints": HINTS, field: value}))
+        with pytest.raises(ValueError, match=f'typed.json: field "{field}" must be a JSON'):
+            load_knowledge_base(tmp_path / "typed.json")
+    (tmp_path / "hintprov.json").write_text(json.dumps({"hints": [{"hint": "x", "provenance": "y"}]}))
+    with pytest.raises(ValueError, match=r'hintprov.json hints\[0\]: field "provenance" must be a JSON object'):
+        load_knowledge_base(tmp_path / "hintprov.json")
+    (tmp_path / "latin1.txt").write_bytes("Préférer les classiques.".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt: not UTF-8 text"):
+        load_knowledge_base(tmp_path / "latin1.txt")
+    (tmp_path / "list.jsonl").write_text('["a hint"]\n')
+    with pytest.raises(ValueError, match=r"list.jsonl line 1: expected a JSON object"):
+        load_knowledge_base(tmp_path / "list.jsonl")

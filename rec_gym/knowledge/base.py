@@ -14,6 +14,13 @@ strings, a :class:`KnowledgeBase`, or a file: ``.txt`` (one hint per line, ``#``
                     "options": {...}, "calls": {...}, ...},
      "hints": [{"hint": "...", "provenance": {"session_id": ..., "rank_without": 0, "rank_with": 3,
                                                "validated": true, "order": 5, "transcript_key": "..."}}, ...]}
+
+A KB file may come from someone else, so it is checked before it is used: at most
+:data:`MAX_KB_FILE_BYTES` bytes (checked before reading), at most :data:`MAX_HINTS` hints (an env's
+action space and feedback table grow with it) of at most :data:`MAX_HINT_CHARS` characters each, the
+fields of the types above, and a ``"hash"`` field, when present, equal to the hash of the hints: a
+hint edited after the KB was built is refused rather than run under the old hash's name. Every
+refusal is one line naming the file, the field and the fix.
 """
 
 from __future__ import annotations
@@ -25,11 +32,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rec_gym.storage import stable_hash
+from rec_gym.storage import read_limited, stable_hash
 
 DEFAULT_KB_FILES = {"movie": "movies.txt", "game": "games.txt"}
 KB_FORMAT = "rec_gym-kb-v1"
 MAX_HINT_CHARS = 500
+MAX_HINTS = 1_000
+MAX_KB_FILE_BYTES = 16 << 20
 
 
 def _normalised(hint: str) -> str:
@@ -54,9 +63,15 @@ class KnowledgeBase:
                  hint_provenance: Sequence[dict[str, Any]] | None = None) -> None:
         cleaned: list[str] = []
         seen: dict[str, int] = {}
+        if isinstance(hints, Sequence) and len(hints) > MAX_HINTS:
+            raise ValueError(f"{source}: {len(hints):,} hints, more than rec_gym.knowledge.base.MAX_HINTS = {MAX_HINTS:,}; "
+                             "keep the most useful ones")
         for k, hint in enumerate(hints, start=1):
+            if k > MAX_HINTS:
+                raise ValueError(f"{source}: more than rec_gym.knowledge.base.MAX_HINTS = {MAX_HINTS:,} hints; keep the "
+                                 "most useful ones")
             if not isinstance(hint, str):
-                raise TypeError(f"{source} hint {k}: expected a string, got {type(hint).__name__}")
+                raise TypeError(f"{source} hint {k}: expected a string, got {type(hint).__name__}; write the hint as text")
             text = " ".join(hint.split())
             if not text:
                 raise ValueError(f"{source} hint {k}: empty hint; remove the entry")
@@ -113,16 +128,25 @@ class KnowledgeBase:
 
 
 def _read_json(path: Path, text: str) -> KnowledgeBase:
+    fix = "write a KB with `rec-gym build-kb --out kb.json` or KnowledgeBase.save"
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); write a KB with "
-                         "`rec-gym build-kb --out kb.json` or KnowledgeBase.save") from None
+        raise ValueError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); {fix}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply; {fix}") from None
     if not isinstance(data, dict) or not isinstance(data.get("hints"), list):
         raise ValueError(f"{path}: expected a JSON object with a \"hints\" list (format {KB_FORMAT!r}), "
                          f"got {type(data).__name__}")
     if data.get("format", KB_FORMAT) != KB_FORMAT:
-        raise ValueError(f"{path}: format {data['format']!r}; this rec_gym reads {KB_FORMAT!r}")
+        raise ValueError(f"{path}: format {str(data['format'])[:40]!r}; this rec_gym reads {KB_FORMAT!r}")
+    if len(data["hints"]) > MAX_HINTS:
+        raise ValueError(f"{path}: field \"hints\" holds {len(data['hints']):,} hints, more than "
+                         f"rec_gym.knowledge.base.MAX_HINTS = {MAX_HINTS:,}; keep the most useful ones")
+    for field, kind in (("name", str), ("hash", str), ("provenance", dict)):
+        if data.get(field) is not None and not isinstance(data[field], kind):
+            raise ValueError(f"{path}: field \"{field}\" must be a JSON {'string' if kind is str else 'object'}, got "
+                             f"{type(data[field]).__name__}; {fix}")
     hints, records = [], []
     for k, entry in enumerate(data["hints"], start=1):
         if isinstance(entry, str):
@@ -130,10 +154,18 @@ def _read_json(path: Path, text: str) -> KnowledgeBase:
         if not isinstance(entry, dict) or "hint" not in entry:
             raise ValueError(f"{path} hints[{k - 1}]: expected a string or an object with a \"hint\" field, "
                              f"got {str(entry)[:80]!r}")
+        if entry.get("provenance") is not None and not isinstance(entry["provenance"], dict):
+            raise ValueError(f"{path} hints[{k - 1}]: field \"provenance\" must be a JSON object, got "
+                             f"{type(entry['provenance']).__name__}; {fix}")
         hints.append(entry["hint"])
         records.append(dict(entry.get("provenance") or {}))
-    return KnowledgeBase(hints, name=str(data.get("name") or path.stem), source=str(path),
-                         provenance=dict(data.get("provenance") or {}), hint_provenance=records)
+    kb = KnowledgeBase(hints, name=str(data.get("name") or path.stem), source=str(path),
+                       provenance=dict(data.get("provenance") or {}), hint_provenance=records)
+    if data.get("hash") is not None and data["hash"] != kb.hash:
+        raise ValueError(f"{path}: field \"hash\" is {data['hash'][:40]!r} but the hints hash to {kb.hash!r}, so they "
+                         "were edited after the KB was built; rebuild it with `rec-gym build-kb`, or delete the "
+                         "\"hash\" field to use the edited hints under their own hash")
+    return kb
 
 
 def _read_file(path: Path) -> "list[str] | KnowledgeBase":
@@ -141,7 +173,12 @@ def _read_file(path: Path) -> "list[str] | KnowledgeBase":
         raise FileNotFoundError(f"knowledge base file {path} does not exist; pass kb='default', a list of hints, "
                                 "or the path of a .json (rec-gym build-kb), .txt (one hint per line) or .jsonl "
                                 "({\"hint\": ...} per line) file")
-    text = path.read_text(encoding="utf-8")
+    raw = read_limited(path, MAX_KB_FILE_BYTES, f"a knowledge base holds at most {MAX_HINTS:,} short hints "
+                       "(rec_gym.knowledge.base.MAX_KB_FILE_BYTES)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     if path.suffix == ".json":
         return _read_json(path, text)
     if path.suffix == ".jsonl":
@@ -152,9 +189,11 @@ def _read_file(path: Path) -> "list[str] | KnowledgeBase":
             try:
                 record = json.loads(line)
                 hints.append(record["hint"])
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
                 raise ValueError(f"{path} line {line_no}: expected a JSON object with a \"hint\" field, "
                                  f"got {line[:80]!r}") from None
+            if len(hints) > MAX_HINTS:
+                break  # the KB refuses it with the limit's name
         return hints
     return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
