@@ -97,3 +97,26 @@ def test_dpo_train_tunes_a_tiny_model_that_hf_then_loads(folder, tmp_path, capsy
     reply = writer.generate([{"role": "user", "content": "Factors:"}], max_new_tokens=4)
     assert isinstance(reply, str)
     assert main(["dpo-train", "--model", "hf:org/not-here", "--pairs", str(pairs_path), "--out", str(tuned)]) == 2
+
+
+def test_read_pairs_refuses_a_line_that_is_not_a_pair_with_the_file_and_line(tmp_path):
+    good = {"prompt": [{"role": "user", "content": "Factors:"}], "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}], "chosen_score": 0.5, "rejected_score": 0.25}
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(good) + "\n\n")
+    assert read_pairs(path) == [good]
+    bad_lines = [
+        ("[1, 2, 3]", "expected a JSON object with prompt, chosen and rejected, got a list"),
+        (json.dumps({**good, "chosen": 5}), "field 'chosen' must be a string or a list of messages"),
+        (json.dumps({**good, "prompt": [{"role": "user", "content": None}]}), "field 'prompt' must be"),
+        (json.dumps({**good, "rejected": []}), "field 'rejected' must be"),
+        (json.dumps(good).replace("0.5", "NaN"), "NaN is not a number JSON allows"),
+        (json.dumps({**good, "rejected_score": "high"}), "field 'rejected_score' must be a finite number"),
+        (json.dumps({**good, "chosen_score": True}), "field 'chosen_score' must be a finite number"),
+    ]
+    for line, expected in bad_lines:
+        path.write_text(json.dumps(good) + "\n" + line + "\n")
+        with pytest.raises(ValueError) as info:
+            read_pairs(path)
+        assert str(info.value).startswith(f"{path} line 2: ") and expected in str(info.value), str(info.value)
+        assert "\n" not in str(info.value)

@@ -22,6 +22,8 @@ import numpy as np
 from rec_gym.recsys.preferences import TEMPLATE_VERSION, preference_request
 from rec_gym.storage import atomic_path
 
+MAX_PAIR_LINE_BYTES = 1 << 20
+
 
 @dataclass
 class PairCounts:
@@ -92,24 +94,61 @@ def write_pairs(pairs: list[dict[str, Any]], out: str | os.PathLike) -> Path:
 
 
 def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The pairs of a ``dpo-data`` file; an error names the line that is not a pair."""
+    """The pairs of a ``dpo-data`` file, checked line by line; an error names the file, the line and the field.
+
+    Each line is a JSON object whose ``prompt``, ``chosen`` and ``rejected`` are a string or a list of chat
+    messages (``{"role": str, "content": str}``); the scores, when present, are finite numbers. No line may
+    exceed :data:`MAX_PAIR_LINE_BYTES`, and ``NaN``/``Infinity`` are not JSON here.
+    """
     pairs = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(iter(lambda: fh.readline(MAX_PAIR_LINE_BYTES + 1), b""), 1):
+            where = f"{path} line {number}"
+            if len(raw) > MAX_PAIR_LINE_BYTES:
+                raise ValueError(f"{where}: longer than rec_gym.recsys.dpo.MAX_PAIR_LINE_BYTES = "
+                                 f"{MAX_PAIR_LINE_BYTES:,} bytes; write pairs with `rec-gym dpo-data`")
+            if not raw.strip():
                 continue
-            try:
-                pair = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {number}: not JSON ({exc.msg})") from None
-            missing = {"prompt", "chosen", "rejected"} - set(pair)
-            if missing:
-                raise ValueError(f"{path} line {number}: missing {', '.join(sorted(missing))}; write pairs with "
-                                 "`rec-gym dpo-data`")
-            pairs.append(pair)
+            pairs.append(_checked_pair(raw, where))
     if not pairs:
-        raise ValueError(f"{path} holds no pairs")
+        raise ValueError(f"{path} holds no pairs; write pairs with `rec-gym dpo-data`")
     return pairs
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _checked_pair(raw: bytes, where: str) -> dict[str, Any]:
+    """One line of a pairs file as a pair, or a ``ValueError`` starting with ``where`` (file and line)."""
+    fix = "write pairs with `rec-gym dpo-data`"
+    try:
+        pair = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where}: not UTF-8 (byte {exc.start}); {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not JSON ({exc.msg}); {fix}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{where}: {exc if isinstance(exc, ValueError) else 'nested too deeply'}; {fix}") from None
+    if not isinstance(pair, dict):
+        raise ValueError(f"{where}: expected a JSON object with prompt, chosen and rejected, got a "
+                         f"{type(pair).__name__}; {fix}")
+    missing = {"prompt", "chosen", "rejected"} - set(pair)
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(sorted(missing))}; {fix}")
+    for field in ("prompt", "chosen", "rejected"):
+        value = pair[field]
+        ok = isinstance(value, str) or (isinstance(value, list) and value and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in value))
+        if not ok:
+            raise ValueError(f"{where}: field {field!r} must be a string or a list of messages "
+                             f"{{\"role\": str, \"content\": str}}, got {json.dumps(value)[:80]}; {fix}")
+    for field in ("chosen_score", "rejected_score", "no_text_score"):
+        if field in pair and (type(pair[field]) not in (int, float) or not np.isfinite(pair[field])):
+            raise ValueError(f"{where}: field {field!r} must be a finite number, got {json.dumps(pair[field])[:40]}; "
+                             f"{fix}")
+    return pair
 
 
 def dpo_train(model_path: str | os.PathLike, pairs_path: str | os.PathLike, out: str | os.PathLike, *,
