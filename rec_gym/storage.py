@@ -117,6 +117,33 @@ def read_limited(path: str | os.PathLike, max_bytes: int, fix: str) -> bytes:
         return _read_at_most(fh, max_bytes, str(path), fix)
 
 
+_ZIP_FIX = "it is not an archive this package wrote; ask its sender for the original or make it again"
+
+
+def check_zip_sizes(path: str | os.PathLike, max_member_bytes: int, max_total_bytes: int, max_members: int = 64) -> None:
+    """Refuse (``ValueError``, one line) a zip archive whose members' declared uncompressed sizes exceed the limits.
+
+    Python's ``zipfile`` never returns more than a member's declared size (a member whose data would
+    inflate further fails its CRC check instead), so once this passes, any reader of the archive, such
+    as a library's own ``load``, decompresses at most ``max_total_bytes``.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:
+        raise ValueError(f"{path}: not a readable zip archive ({type(exc).__name__}: {exc}); {_ZIP_FIX}") from None
+    if len(members) > max_members:
+        raise ValueError(f"{path} holds {len(members):,} members, more than its limit of {max_members:,}; {_ZIP_FIX}")
+    for info in members:
+        if info.file_size > max_member_bytes:
+            raise ValueError(f"{path} member {info.filename[:80]!r} declares {info.file_size:,} bytes, more than its "
+                             f"limit of {max_member_bytes:,}; {_ZIP_FIX}")
+    total = sum(info.file_size for info in members)
+    if total > max_total_bytes:
+        raise ValueError(f"{path}: its members declare {total:,} bytes in all, more than its limit of "
+                         f"{max_total_bytes:,}; {_ZIP_FIX}")
+
+
 def read_zip_member(path: str | os.PathLike, name: str, max_bytes: int) -> bytes:
     """The uncompressed bytes of member ``name`` of the zip archive ``path``, at most ``max_bytes`` of them.
 
@@ -125,22 +152,21 @@ def read_zip_member(path: str | os.PathLike, name: str, max_bytes: int) -> bytes
     case the declaration lies. Raises ``ValueError`` (one line naming the archive, the member and the
     limit) for a missing member, a member over the limit, or an archive that is not a readable zip.
     """
-    fix = "it is not an archive this package wrote; ask its sender for the original or make it again"
     try:
         with zipfile.ZipFile(path) as archive:
             try:
                 info = archive.getinfo(name)
             except KeyError:
-                raise ValueError(f"{path}: no member {name!r}; {fix}") from None
+                raise ValueError(f"{path}: no member {name!r}; {_ZIP_FIX}") from None
             if info.file_size > max_bytes:
                 raise ValueError(f"{path} member {name!r} declares {info.file_size:,} bytes, more than its limit of "
-                                 f"{max_bytes:,}; {fix}")
+                                 f"{max_bytes:,}; {_ZIP_FIX}")
             with archive.open(info) as member:
-                return _read_at_most(member, max_bytes, f"{path} member {name!r}", fix)
+                return _read_at_most(member, max_bytes, f"{path} member {name!r}", _ZIP_FIX)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as exc:
         # zipfile raises BadZipFile for a bad CRC, OSError/EOFError for truncated data, NotImplementedError
         # for an unknown compression method.
-        raise ValueError(f"{path}: not a readable zip archive ({type(exc).__name__}: {exc}); {fix}") from None
+        raise ValueError(f"{path}: not a readable zip archive ({type(exc).__name__}: {exc}); {_ZIP_FIX}") from None
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
