@@ -101,3 +101,25 @@ def test_a_program_that_handles_sigterm_itself_keeps_its_handler(tmp_path):
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "table.npz")], capture_output=True, text=True,
                           timeout=120)
     assert (done.stdout.strip(), done.stderr) == ("True", "")
+
+
+def test_a_table_whose_folder_was_removed_is_not_made_again_at_exit(tmp_path):
+    script = textwrap.dedent("""
+        import shutil
+        import sys
+
+        import gymnasium as gym
+
+        import rec_gym  # noqa: F401
+
+        folder = sys.argv[1]
+        env = gym.make("Re2LLM-Synthetic-v0", n_train=30, feedback_table=folder + "/table.npz")
+        env.reset(seed=0)
+        env.step(1)
+        shutil.rmtree(folder)
+    """)
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert not folder.exists()

@@ -44,7 +44,8 @@ when the program left ``SIGTERM`` at its default action: then, when the first ta
 entries, a handler is installed from the main thread that unwinds the program (``SystemExit``, so
 locks are released and exit hooks run) with status ``128 + SIGTERM`` = 143, a shell's status for a
 process ended by SIGTERM. A handler the program set itself is left alone. A table garbage-collected
-before exit without ``save()`` (an env dropped without ``close()``) is not saved.
+before exit without ``save()`` (an env dropped without ``close()``), or whose folder was removed, is
+not saved.
 """
 
 from __future__ import annotations
@@ -157,12 +158,13 @@ _SIGTERM_CHECKED = False
 def save_unsaved_tables() -> int:
     """Save every live table that has a path and unsaved entries; returns how many were saved.
 
-    A table that cannot be saved (a read-only folder, a full disk) is named on stderr, and the others
-    are still saved.
+    A table whose folder no longer exists (a temporary folder already removed) is skipped rather than
+    made again. A table that cannot be saved (a read-only folder, a full disk) is named on stderr, and
+    the others are still saved.
     """
     saved = 0
     for table in list(_UNSAVED):
-        if table.path is None or not table._unsaved:
+        if table.path is None or not table._unsaved or not table.path.parent.is_dir():
             continue
         try:
             table.save()
