@@ -34,6 +34,12 @@ one response cache file.
 Only the columns a run asks for are its business: the table file may hold other hint sets (added by
 the composition and team envs, or by another precompute running at the same time), and the run
 finds its own columns by key after taking those in, so they never change what it fills or reports.
+
+On a Ray cluster: ``--ray`` fills the same table with ``--num-workers`` Ray workers, each holding one
+backend (see :mod:`rec_gym.feedback.distributed`; needs ``pip install 'rec_gym[ray]'``)::
+
+    rec-gym precompute --env Re2LLM-ML1M-v0 --env-kwargs llm=hf:Qwen/Qwen2.5-7B-Instruct \\
+        --ray --address auto --num-workers 8 --worker-gpus 1
 """
 
 from __future__ import annotations
@@ -83,6 +89,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions-per-batch", type=int, default=8, help="sessions per backend call")
     parser.add_argument("--save-every", type=int, default=2048, metavar="PAIRS", help="table checkpoint interval")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ray = parser.add_argument_group("Ray cluster (rec_gym.feedback.distributed)")
+    ray.add_argument("--ray", action="store_true", help="fill on a Ray cluster, one backend per worker")
+    ray.add_argument("--address", default=None, help="the cluster to join, e.g. 'auto' or HOST:6379 (default: the "
+                     "cluster this machine runs, else a new local Ray)")
+    ray.add_argument("--num-workers", type=int, default=None, metavar="W",
+                     help="workers, each holding one backend (default: one per openai base URL, else 1)")
+    ray.add_argument("--worker-cpus", type=float, default=1.0, metavar="C", help="CPUs Ray reserves per worker")
+    ray.add_argument("--worker-gpus", type=float, default=0.0, metavar="G", help="GPUs Ray reserves per worker")
+    ray.add_argument("--block-sessions", type=int, default=64, metavar="B",
+                     help="sessions per block of work sent to a worker (a multiple of --sessions-per-batch keeps "
+                     "the backend's batches those of a single-process fill)")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -110,7 +127,7 @@ def _load_factory(spec: str) -> Any:
     return factory()
 
 
-def _task_arguments(args: argparse.Namespace) -> dict[str, Any]:
+def task_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The env id's registered kwargs, overridden by ``--env-kwargs`` and ``--split``."""
     import gymnasium as gym
 
@@ -136,28 +153,39 @@ def _entry_point_default(env_id: str, name: str, fallback: Any) -> Any:
     return fallback if parameter is None else parameter.default
 
 
-def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Path]:
+def keeps_response_cache(backend: Any, response_cache: str | None, no_response_cache: bool) -> bool:
+    """Whether ``backend``'s answers go through a response cache (``--response-cache``, ``--no-response-cache``):
+    yes unless switched off, or the backend is ``cheap_and_deterministic`` and no cache file was named."""
+    if no_response_cache:
+        return False
+    return bool(response_cache) or not getattr(backend, "cheap_and_deterministic", False)
+
+
+def open_task(args: argparse.Namespace, backend: Any = None) -> tuple[Any, CachedBackend | None, Path]:
     """(task with its dataset, KB and backend, the caching wrapper or None, the full table's path).
 
-    Sets ``args.max_hints`` from the env's arguments when the command line left it out.
+    ``backend`` replaces the one ``llm=`` (or ``--backend-factory``) names, as it is: no response cache
+    is put around it. Sets ``args.max_hints`` from the env's arguments when the command line left it out.
     """
     # The table must land where the env will look for it, so the env's own argument resolution
     # (dataset, split, KB, backend name -> provenance) is used rather than a copy of it.
     from rec_gym.envs.task import Re2LLMTask
     from rec_gym.llm.lazy import lazy_llm
 
-    kwargs = _task_arguments(args)
+    kwargs = task_arguments(args)
     llm_kwargs = kwargs.pop("llm_kwargs", None) or {}
-    backend = _load_factory(args.backend_factory) if args.backend_factory else lazy_llm(kwargs.pop("llm", "simulated"),
-                                                                                         **llm_kwargs)
-    kwargs.pop("llm", None)
+    spec = kwargs.pop("llm", "simulated")
     cached = None
-    cheap = bool(getattr(backend, "cheap_and_deterministic", False))
-    if cheap and not args.response_cache and not args.no_response_cache:
-        print(f"no response cache: {backend.name} is deterministic and cheap, so the table is the record "
-              "(--response-cache PATH keeps one anyway)", flush=True)
-    elif not args.no_response_cache:
-        backend = cached = CachedBackend(backend, args.response_cache)
+    if backend is None:
+        if isinstance(llm_kwargs.get("base_url"), list):
+            raise ValueError(f"llm_kwargs base_url={llm_kwargs['base_url']!r}: several servers are filled from with "
+                             "--ray (one worker per URL); without it give one base_url")
+        backend = _load_factory(args.backend_factory) if args.backend_factory else lazy_llm(spec, **llm_kwargs)
+        if keeps_response_cache(backend, args.response_cache, args.no_response_cache):
+            backend = cached = CachedBackend(backend, args.response_cache)
+        elif not args.no_response_cache:
+            print(f"no response cache: {backend.name} is deterministic and cheap, so the table is the record "
+                  "(--response-cache PATH keeps one anyway)", flush=True)
     env_max_hints = kwargs.pop("max_hints", _entry_point_default(args.env, "max_hints", 1))
     args.max_hints = int(args.max_hints if args.max_hints is not None else env_max_hints)
     table_path = args.table or kwargs.pop("feedback_table", None)
@@ -174,7 +202,14 @@ def _open_task(args: argparse.Namespace) -> tuple[Any, CachedBackend | None, Pat
     return task, cached, path
 
 
-def _wanted(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace
+def check_set_options(args: argparse.Namespace) -> None:
+    """``--max-hints`` (as resolved by :func:`open_task`) and ``--sets-per-session`` are at least 1."""
+    if args.max_hints < 1 or (args.sets_per_session is not None and args.sets_per_session < 1):
+        raise ValueError(f"--max-hints must be >= 1 and --sets-per-session >= 1; got {args.max_hints} and "
+                         f"{args.sets_per_session}")
+
+
+def wanted_pairs(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace
             ) -> tuple[np.ndarray, np.ndarray]:
     """``(columns, wanted)``: what this run must fill in ``table``.
 
@@ -200,28 +235,58 @@ def _wanted(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Na
     return columns, wanted
 
 
-def _wanted_codes(table: FeedbackTable, rows: np.ndarray, columns: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+def wanted_codes(table: FeedbackTable, rows: np.ndarray, columns: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """int16 ``(wanted.sum(),)``: the rank codes of the ``wanted`` entries of ``rows`` x ``columns``."""
     return table.ranks[np.ix_(rows, columns)][wanted]
 
 
-def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace, cached: CachedBackend | None) -> int:
-    columns, wanted = _wanted(task, table, rows, args)
+def announce(task: Any, table: FeedbackTable, rows: np.ndarray, columns: np.ndarray, wanted: np.ndarray,
+             args: argparse.Namespace) -> None:
+    """Print how many prompts the run asks for and how many of them the table already knows."""
     total = int(wanted.sum())
     per_session = wanted.sum(axis=1)
     sizes = f"{per_session.min()}" if per_session.min() == per_session.max() else f"{per_session.min()}-{per_session.max()}"
     print(f"{rows.size} sessions x {sizes} prompt variants (no hint, each hint, and sets of up to {args.max_hints} of "
           f"{len(task.kb)} hints) = {total} prompts", flush=True)
-    known = int(np.count_nonzero(_wanted_codes(table, rows, columns, wanted) != UNKNOWN))
+    known = int(np.count_nonzero(wanted_codes(table, rows, columns, wanted) != UNKNOWN))
     print(f"{table.path}: {known}/{total} (session, prompt) pairs known before this run", flush=True)
+
+
+def session_groups(wanted: np.ndarray) -> list[list[int]]:
+    """Indices of the sessions (rows of ``wanted``) that want the same columns, group by group, in order."""
+    groups: dict[bytes, list[int]] = {}
+    for k in range(wanted.shape[0]):
+        groups.setdefault(np.packbits(wanted[k]).tobytes(), []).append(k)
+    return list(groups.values())
+
+
+def finish(table: FeedbackTable, rows: np.ndarray, columns: np.ndarray, wanted: np.ndarray, status: int, filled: int,
+           seconds: float, calls: str, counters: dict[str, dict[str, int]]) -> int:
+    """Save ``table``, print what it knows of the run's pairs, ``calls`` and the backend's ``counters``
+    (``{"failures": {cause: n}, "retries": {...}}``); the exit status (1 when pairs are still unknown)."""
+    table.save()
+    codes = wanted_codes(table, rows, columns, wanted)
+    known, no_ranking = int(np.count_nonzero(codes != UNKNOWN)), int(np.count_nonzero(codes == NO_RANKING))
+    total = int(wanted.sum())
+    print(f"{table.path}: {known}/{total} pairs known ({no_ranking} with no usable ranking); {filled} filled by this run"
+          f" in {seconds:.2f} s{f' ({seconds / filled * 1e6:.1f} us per pair)' if filled else ''}{calls}", flush=True)
+    if not status and known < total:
+        status = 1
+    for label, counts in counters.items():
+        if counts:
+            print(f"backend {label} by cause: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), flush=True)
+    return status
+
+
+def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Namespace, cached: CachedBackend | None) -> int:
+    columns, wanted = wanted_pairs(task, table, rows, args)
+    announce(task, table, rows, columns, wanted, args)
     status = filled = 0
     started = time.perf_counter()
     try:
         # Sessions that want the same columns are filled together (every session, when nothing is sampled).
-        groups: dict[bytes, list[int]] = {}
-        for k in range(rows.size):
-            groups.setdefault(np.packbits(wanted[k]).tobytes(), []).append(k)
-        for members in groups.values():
+        groups = session_groups(wanted)
+        for members in groups:
             filled += table.fill(task.dataset, task.backend, table_rows=rows[members],
                                  columns=columns[wanted[members[0]]],
                                  progress=not args.no_progress and len(groups) == 1,
@@ -237,18 +302,9 @@ def _fill(task: Any, table: FeedbackTable, rows: np.ndarray, args: argparse.Name
         print("interrupted; what is finished is kept. Run the same command again to continue.", file=sys.stderr)
         status = 130
     seconds = time.perf_counter() - started
-    table.save()
-    codes = _wanted_codes(table, rows, columns, wanted)
-    known, no_ranking = int(np.count_nonzero(codes != UNKNOWN)), int(np.count_nonzero(codes == NO_RANKING))
     calls = f"; backend computed {cached.misses}, response cache answered {cached.hits}" if cached else ""
-    print(f"{table.path}: {known}/{total} pairs known ({no_ranking} with no usable ranking); {filled} filled by this run"
-          f" in {seconds:.2f} s{f' ({seconds / filled * 1e6:.1f} us per pair)' if filled else ''}{calls}", flush=True)
-    if not status and known < total:
-        status = 1
-    for label in ("failures", "retries"):
-        counts = getattr(task.backend, label, None)
-        if counts:
-            print(f"backend {label} by cause: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), flush=True)
+    counters = {label: dict(getattr(task.backend, label, None) or {}) for label in ("failures", "retries")}
+    status = finish(table, rows, columns, wanted, status, filled, seconds, calls, counters)
     if cached is not None and cached.damaged:
         print(f"{cached.damaged} damaged response-cache row(s) were computed again", flush=True)
     return status
@@ -272,9 +328,9 @@ def _merge(task: Any, path: Path, args: argparse.Namespace) -> int:
     for i in range(count):
         table.merge_from(FeedbackTable.load(files[i], expected=provenance, rows=rows, max_rank=table.max_rank))
     every_row = np.arange(len(rows))
-    columns, wanted = _wanted(task, table, every_row, args)
+    columns, wanted = wanted_pairs(task, table, every_row, args)
     table.save()
-    known, total = int(np.count_nonzero(_wanted_codes(table, every_row, columns, wanted) != UNKNOWN)), int(wanted.sum())
+    known, total = int(np.count_nonzero(wanted_codes(table, every_row, columns, wanted) != UNKNOWN)), int(wanted.sum())
     print(f"{path}: merged {count} shards; {known}/{total} pairs known", flush=True)
     if known < total:
         print(f"{total - known} pairs are still unknown: finish the shards (run them again) and merge again",
@@ -289,15 +345,19 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--merge joins all shards; give it without --shard")
     if args.sessions_per_batch < 1 or args.save_every < 0:
         raise SystemExit("--sessions-per-batch must be >= 1 and --save-every >= 0")
+    if args.ray:
+        if args.merge or args.shard:
+            raise SystemExit("--ray fills the whole table from one driver; give it without --shard or --merge")
+        from rec_gym.feedback.distributed import fill_on_ray  # ImportError naming the extra when Ray is absent
+
+        return fill_on_ray(args)
     cached = None
     try:
         shard = parse_shard(args.shard) if args.shard else None
-        task, cached, path = _open_task(args)
+        task, cached, path = open_task(args)
         if args.merge:
             return _merge(task, path, args)
-        if args.max_hints < 1 or (args.sets_per_session is not None and args.sets_per_session < 1):
-            raise ValueError(f"--max-hints must be >= 1 and --sets-per-session >= 1; got {args.max_hints} and "
-                             f"{args.sets_per_session}")
+        check_set_options(args)
         if shard is None:
             table = task.table.opened_at(path)
             rows = np.arange(len(task.rows))
