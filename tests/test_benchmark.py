@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from rec_gym.agents import cli
+from rec_gym.cli import agents as cli
 from rec_gym.agents.benchmark import BenchmarkConfig
 from rec_gym.agents.benchmark import run as run_benchmark
 from rec_gym.agents.statistics import iqm, mean, paired_difference_ci, stratified_bootstrap_ci, summarize

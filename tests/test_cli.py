@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from rec_gym.cli import UsageError, build_parser, main, parse_env_kwargs
+from rec_gym.cli import build_parser, main
+from rec_gym.envs.arguments import parse_env_kwargs
 
 
 def test_show_prints_the_prompt_and_the_llm_top_ten(capsys, tmp_path, monkeypatch):
@@ -22,7 +23,7 @@ def test_show_prints_the_prompt_and_the_llm_top_ten(capsys, tmp_path, monkeypatc
 def test_env_kwargs_are_parsed_as_yaml_scalars():
     assert parse_env_kwargs(["n_candidates=20", "llm=simulated", "n_train=null"]) == {
         "n_candidates": 20, "llm": "simulated", "n_train": None}
-    with pytest.raises(UsageError, match="expected key=value"):
+    with pytest.raises(ValueError, match="expected key=value"):
         parse_env_kwargs(["oops"])
 
 
@@ -47,7 +48,8 @@ def test_every_option_of_every_subcommand_has_help_text():
 
 @pytest.mark.parametrize("argv, message", [
     (["show", "--action", "99"], "--action 99 is out of range: Re2LLM-Synthetic-v0 has actions 0..20"),
-    (["show", "--env", "Nope-v0"], "--env 'Nope-v0' is not a one-hint env id"),
+    (["show", "--env", "Nope-v0"], "unknown env id 'Nope-v0'"),
+    (["show", "--env", "Re2LLMCompose-Synthetic-v0"], "--env 'Re2LLMCompose-Synthetic-v0' is not a one-hint env id"),
     (["show", "--env-kwargs", "colour=red"], "Re2LLM-Synthetic-v0 has no argument(s) colour; it accepts "),
     (["show", "--env-kwargs", "oops"], "--env-kwargs: expected key=value, got 'oops'"),
     (["evaluate", "--model", "nope.zip"], "nope.zip does not exist"),

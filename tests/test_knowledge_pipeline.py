@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rec_gym.agents import cli
+from rec_gym.cli import agents as cli
 from rec_gym.agents.benchmark import BenchmarkConfig
 from rec_gym.knowledge.base import load_knowledge_base
 

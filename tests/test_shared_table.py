@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import rec_gym  # noqa: F401  (registers the ids)
-from rec_gym.agents import cli
+from rec_gym.cli import agents as cli
 from rec_gym.agents.baselines import BestFixedHint, FixedHint, LinUCB, NoHint, Oracle
 from rec_gym.agents.evaluation import evaluate
 from rec_gym.agents.hint_sets import train_compose, train_team

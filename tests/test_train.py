@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import rec_gym  # noqa: F401  (registers the ids)
-from rec_gym.agents import cli, evaluate
+from rec_gym.agents import evaluate
+from rec_gym.cli import agents as cli
 from rec_gym.agents.training import HYPERPARAMS_DIR, Hyperparams, evaluate_run, load_hyperparams, load_run, train
 
 ENV_ID = "Re2LLM-Synthetic-v0"

@@ -39,7 +39,7 @@ from rec_gym.agents.tasks import make_env
 from rec_gym.agents.training import train
 from rec_gym.knowledge.base import KnowledgeBase, load_knowledge_base
 from rec_gym.knowledge.build import STAGES, build_knowledge_base
-from rec_gym.knowledge.cli import load_env_dataset
+from rec_gym.envs.arguments import load_env_dataset
 from rec_gym.llm.simulated import SimulatedLLM
 
 # ---- config ----

@@ -197,14 +197,14 @@ def build_knowledge_bases(config: BenchmarkConfig, out: Path, progress: bool = T
     ``out/kb-<label>.json`` and point the env's ``kb`` kwarg at it. Returns ``{label: {path, hints, calls}}``."""
     from rec_gym.feedback.table import safe_name
     from rec_gym.knowledge.build import build_knowledge_base
-    from rec_gym.knowledge.cli import env_dataset_arguments, load_env_dataset
+    from rec_gym.envs.arguments import env_arguments, load_env_dataset
     from rec_gym.llm import make_llm
 
     built = {}
     for env in config.envs:
         if env.kb_build is None:
             continue
-        arguments = env_dataset_arguments(env.id, env.kwargs)
+        arguments = env_arguments(env.id, env.kwargs)
         backend = make_llm(arguments.get("llm", "simulated"), **(arguments.get("llm_kwargs") or {}))
         path = out / f"kb-{safe_name(env.label)}.json"
         print(f"building the knowledge base of {env.label} from its train split", flush=True)
@@ -646,7 +646,8 @@ def _write_command(config: BenchmarkConfig, out: Path, seconds: float) -> None:
     import torch
 
     # `rec-gym ...` and `python -m rec_gym.cli ...` run the same thing; other callers are recorded as they are.
-    via_cli = bool(sys.argv) and Path(sys.argv[0]).name in ("rec-gym", "cli.py")
+    script = Path(sys.argv[0]) if sys.argv else Path()
+    via_cli = script.name == "rec-gym" or script.parts[-2:] == ("cli", "__main__.py")
     command = ("rec-gym " if via_cli else "") + " ".join(shlex.quote(a) for a in (sys.argv[1:] if via_cli else sys.argv))
     text = [f"# command\n{command}\n",
             f"# wall time\n{seconds:.0f} s with {config.workers} worker(s)\n",

@@ -12,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 
 import rec_gym  # noqa: F401  (registers the env ids)
+from rec_gym.envs.arguments import check_env_id, check_env_kwargs
 from rec_gym.envs.task import Re2LLMTask
 
 
@@ -23,29 +24,9 @@ def unwrap_env(env: Any) -> gym.Env | None:
     return inner if hasattr(inner, "task") else None
 
 
-def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the entries of ``env_kwargs`` that the env of ``env_id`` does not accept."""
-    import inspect
-
-    from gymnasium.envs.registration import load_env_creator
-
-    name = env_id.rpartition(":")[2]  # "module:Id" ids are made by gym.make after importing the module
-    if name not in gym.registry:
-        return
-    spec = gym.registry[name]
-    if not isinstance(spec.entry_point, str):
-        return
-    parameters = inspect.signature(load_env_creator(spec.entry_point)).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    unknown = sorted(set(env_kwargs) - set(parameters) - {"self"})
-    if unknown:
-        accepted = sorted(name for name in parameters if name != "self")
-        raise ValueError(f"{env_id} has no argument(s) {', '.join(unknown)}; it accepts {', '.join(accepted)}")
-
-
 def make_env(env_id: str, split: str, env_kwargs: dict[str, Any] | None = None, **extra: Any) -> gym.Env:
-    """``gym.make(env_id, split=split, **env_kwargs)``, refusing a ``split`` inside ``env_kwargs``."""
+    """``gym.make(env_id, split=split, **env_kwargs)``, refusing an unknown id and a ``split`` inside ``env_kwargs``."""
+    check_env_id(env_id)
     kwargs = dict(env_kwargs or {})
     if "split" in kwargs:
         raise ValueError(f"env_kwargs sets split={kwargs['split']!r}; pass the split as its own argument instead")

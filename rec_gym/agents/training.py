@@ -370,8 +370,10 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from rec_gym.agents.hint_sets import known_entries
+    from rec_gym.agents.hint_sets import TEAM_ENV, known_entries
+    from rec_gym.envs.arguments import check_env_id
 
+    check_env_id(env_id, also=(TEAM_ENV,))
     check_algo(algo, env_id)
     raw = dict(hyperparams) if hyperparams is not None else load_hyperparams(algo, env_id, hyperparams_file)
     hp = Hyperparams.parse(raw)

@@ -132,7 +132,7 @@ def task_arguments(args: argparse.Namespace) -> dict[str, Any]:
     import gymnasium as gym
 
     import rec_gym  # noqa: F401  (registers the ids)
-    from rec_gym.cli import parse_env_kwargs
+    from rec_gym.envs.arguments import parse_env_kwargs
 
     try:
         spec = gym.spec(args.env)

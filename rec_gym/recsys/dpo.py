@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rec_gym.extras import MissingExtra
 from rec_gym.recsys.preferences import TEMPLATE_VERSION, preference_request
 from rec_gym.storage import atomic_path
 
@@ -164,7 +165,7 @@ def dpo_train(model_path: str | os.PathLike, pairs_path: str | os.PathLike, out:
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
     except ImportError as exc:
-        raise ImportError(f"rec-gym dpo-train needs the [dpo] extra (pip install 'rec_gym[dpo]'): {exc}") from None
+        raise MissingExtra("rec-gym dpo-train", "dpo", exc) from None
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -112,12 +112,11 @@ def configure_dpo_data(parser: argparse.ArgumentParser) -> None:
 def run_dpo_data(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    import rec_gym  # noqa: F401  (registers the ids)
-    from rec_gym.agents.tasks import check_env_kwargs
-    from rec_gym.cli import parse_env_kwargs
     from rec_gym.envs import RLRF4REC_ENV_IDS
+    from rec_gym.envs.arguments import check_env_id, check_env_kwargs, parse_env_kwargs
     from rec_gym.recsys.dpo import preference_pairs, write_pairs
 
+    check_env_id(args.env)
     if args.env not in RLRF4REC_ENV_IDS:
         raise ValueError(f"--env {args.env!r} is not an RLRF4Rec id; use one of {', '.join(RLRF4REC_ENV_IDS)}")
     if args.margin < 0:
@@ -158,3 +157,13 @@ def run_dpo_train(args: argparse.Namespace) -> int:
                     beta=args.beta, seed=args.seed)
     print(f"tuned model written to {out}; use it with llm='hf:{out}' (or --writer hf:{out})")
     return 0
+
+
+COMMANDS = {
+    "train-recsys": (configure_train_recsys, run_train_recsys,
+                     "train and evaluate SASRec (plain or knowledge-augmented) on a dataset"),
+    "dpo-data": (configure_dpo_data, run_dpo_data,
+                 "write DPO preference pairs (best vs worst preference text per session) from an RLRF4Rec env"),
+    "dpo-train": (configure_dpo_train, run_dpo_train,
+                  "tune an hf: model on DPO pairs with TRL's DPOTrainer (the [dpo] extra)"),
+}

@@ -1,17 +1,13 @@
-"""Options and work of ``rec-gym train``, ``rec-gym evaluate`` and ``rec-gym benchmark`` (routed by :mod:`rec_gym.cli`)."""
+"""``rec-gym train``, ``rec-gym evaluate`` and ``rec-gym benchmark``: SB3 retrieval policies and their comparison."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-
-def _env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
-    from rec_gym.cli import parse_env_kwargs
-
-    return parse_env_kwargs(pairs)
+from rec_gym.envs.arguments import parse_env_kwargs
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +31,7 @@ def run_train(args: argparse.Namespace) -> int:
     from rec_gym.agents.training import train
 
     out = Path(args.out or f"runs/{args.algo}-{args.env}-s{args.seed}")
-    result = train(args.algo, args.env, _env_kwargs(args.env_kwargs), seed=args.seed, timesteps=args.timesteps,
+    result = train(args.algo, args.env, parse_env_kwargs(args.env_kwargs), seed=args.seed, timesteps=args.timesteps,
                    out_dir=out, hyperparams_file=args.hyperparams, val_every=args.val_every or None,
                    progress_bar=not args.no_progress)
     print(f"saved {out / 'model.zip'} and {out / 'config.json'}; TensorBoard: tensorboard --logdir {out / 'tb'}")
@@ -79,7 +75,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from rec_gym.agents.tasks import make_env
     from rec_gym.agents.training import evaluate_run
 
-    result, config = evaluate_run(args.model, args.split, env_kwargs=_env_kwargs(args.env_kwargs))
+    result, config = evaluate_run(args.model, args.split, env_kwargs=parse_env_kwargs(args.env_kwargs))
     env_id, kwargs = config["env_id"], config["env_kwargs"]
     report = {f"{config['algo'].upper()} (seed {config['seed']})": result.metrics}
     if args.baselines:
@@ -120,3 +116,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print((out / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out}/results.csv, results.md, curves.csv, learning_curves.png, comparison.png")
     return 0
+
+
+COMMANDS = {
+    "train": (configure_train, run_train, "train an SB3 retrieval policy"),
+    "evaluate": (configure_evaluate, run_evaluate, "evaluate a saved policy on a split"),
+    "benchmark": (configure_benchmark, run_benchmark, "train and compare algorithms over seeds; write tables and plots"),
+}

@@ -13,11 +13,7 @@ calls the backend only for what the killed run had not finished.
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
-from typing import Any
-
-DATASET_ARGUMENTS = ("dataset", "data_dir", "n_candidates", "seed", "n_train")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -46,46 +42,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def env_dataset_arguments(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The registered kwargs of ``env_id`` overridden by ``env_kwargs`` (everything the env would receive)."""
-    import gymnasium as gym
-
-    import rec_gym  # noqa: F401  (registers the ids)
-
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error as exc:
-        raise ValueError(f"--env {env_id!r} is not registered ({exc}); `rec-gym envs` lists the ids") from None
-    from rec_gym.agents.tasks import check_env_kwargs
-
-    check_env_kwargs(env_id, env_kwargs)
-    return {**(spec.kwargs or {}), **env_kwargs}
-
-
-def load_env_dataset(arguments: dict[str, Any]) -> Any:
-    """The :class:`~rec_gym.data.types.SessionDataset` an env with these arguments reads."""
-    from rec_gym.data import load_dataset
-    from rec_gym.data.types import SessionDataset
-
-    dataset = arguments.get("dataset", "synthetic")
-    if isinstance(dataset, SessionDataset):
-        return dataset
-    return load_dataset(dataset, arguments.get("data_dir"), n_candidates=int(arguments.get("n_candidates", 50)),
-                        seed=int(arguments.get("seed", 0)), n_train=arguments.get("n_train"))
-
-
 def run(args: argparse.Namespace) -> int:
-    from rec_gym.cli import parse_env_kwargs
+    from rec_gym.envs.arguments import env_arguments, load_env_dataset, parse_env_kwargs
     from rec_gym.knowledge.build import build_knowledge_base
     from rec_gym.llm import make_llm
+    from rec_gym.llm.factory import backend_from_factory
 
-    arguments = env_dataset_arguments(args.env, parse_env_kwargs(args.env_kwargs))
+    arguments = env_arguments(args.env, parse_env_kwargs(args.env_kwargs))
     dataset = load_env_dataset(arguments)
     if args.backend_factory:
-        module, _, attr = args.backend_factory.partition(":")
-        if not module or not attr:
-            raise ValueError(f"--backend-factory {args.backend_factory!r}: expected MODULE:CALLABLE")
-        backend = getattr(importlib.import_module(module), attr)()
+        backend = backend_from_factory(args.backend_factory)
     else:
         backend = make_llm(args.llm or arguments.get("llm", "simulated"), **(arguments.get("llm_kwargs") or {}))
     report = build_knowledge_base(dataset, backend, max_hints=args.max_hints, max_sessions=args.max_sessions,
@@ -97,3 +63,9 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"wrote {args.out} ({len(report.kb)} hints, hash {report.kb.hash}); use it with kb={args.out!r}")
     return 0
+
+
+COMMANDS = {
+    "build-kb": (configure_parser, run,
+                 "the LLM writes a hint knowledge base from its mistakes on the training split (resumable)"),
+}
