@@ -7,9 +7,11 @@ What a copy shares is stated in :mod:`rec_gym.feedback.table` ("Copies") and :mo
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
 import subprocess
 import sys
+import weakref
 
 import gymnasium as gym
 import numpy as np
@@ -147,3 +149,7 @@ def test_an_hf_backend_pickles_without_its_weights(tmp_path):
     blob = pickle.dumps(backend)
     assert len(blob) < 2000
     assert pickle.loads(blob) is backend and copy.deepcopy(backend) is backend
+    alive = weakref.ref(backend)
+    del backend
+    gc.collect()
+    assert alive() is None  # pickling kept no model alive

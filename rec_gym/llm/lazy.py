@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,6 +37,8 @@ from rec_gym.storage import cache_dir, stable_hash, write_json_atomic
 
 _SHARED: dict[str, LLMBackend] = {}
 _SHARED_LOCK = threading.Lock()
+# Backends pickled in this process, by spec key: a copy made here is the backend itself.
+_PICKLED: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
 
 
 class LazyBackend:
@@ -174,21 +177,25 @@ def shared_key(kind: str, spec: str, kwargs: dict[str, Any]) -> str | None:
 
 
 def rebuilt(kind: str, spec: str, kwargs: dict[str, Any]) -> LLMBackend:
-    """What a pickled backend loads as: this process's :func:`lazy_llm` (``kind="lazy"``) or
-    :func:`shared_llm` (``kind="shared"``) backend of ``spec`` with ``kwargs``."""
+    """What a pickled backend loads as: the backend pickled in this process, while it lives; else this
+    process's :func:`lazy_llm` (``kind="lazy"``) or :func:`shared_llm` (``kind="shared"``) backend of
+    ``spec`` with ``kwargs``."""
+    key = shared_key(kind, spec, kwargs)
+    backend = _PICKLED.get(key) if key is not None else None
+    if backend is not None:
+        return backend
     return (lazy_llm if kind == "lazy" else shared_llm)(spec, **kwargs)
 
 
 def reduce_to_spec(backend: LLMBackend, kind: str, spec: str, kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """``__reduce__`` of a backend made from ``spec`` and ``kwargs``: those, not its model (see the module docstring).
 
-    ``backend`` becomes its process's shared backend of those arguments (unless one is there already),
-    so that loading the pickle in this process gives it back instead of loading the model again.
+    ``backend`` is remembered (weakly, so this keeps no model alive) as what loading the pickle in this
+    process gives back, instead of loading the model again.
     """
     key = shared_key(kind, spec, kwargs)
     if key is not None:
-        with _SHARED_LOCK:
-            _SHARED.setdefault(key, backend)
+        _PICKLED[key] = backend
     return rebuilt, (kind, spec, dict(kwargs))
 
 
