@@ -81,6 +81,7 @@ def register_rllib_envs() -> None:
 
     for env_id in (*ENV_IDS, *COMPOSE_ENV_IDS, *RLRF4REC_ENV_IDS):
         register_env(env_id, functools.partial(rllib_env, env_id))
+    # The callbacks `ray.init` runs on success (where Tune's own registry flushes); private, hence looked up with care.
     hooks = getattr(ray._private.worker, "_post_init_hooks", None)
     if isinstance(hooks, list) and register_rllib_envs not in hooks:
         hooks.append(register_rllib_envs)
