@@ -114,7 +114,7 @@ class SessionDataset:
       session has fewer candidates (sessions given with their own candidates may differ in size);
       contains the target once. :meth:`candidates_of` gives one session's real candidates.
     - ``candidate_counts``: int32 ``(n,)``, the number of real candidates of each session
-    - ``target_pos``: int16 ``(n,)``, position of the target inside ``candidates
+    - ``target_pos``: int16 ``(n,)``, position of the target inside ``candidates``
     - ``split``: ``(n,)`` strings among ``"train"``, ``"val"``, ``"test"``
     - ``session_ids``: ``(n,)`` strings
     """

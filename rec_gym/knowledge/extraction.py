@@ -137,7 +137,7 @@ def _words(text: str) -> str:
 
 
 def title_variants(title: str) -> set[str]:
-    """The forms of ``title`` that name its item, in :func:`_words` form.
+    """The forms of ``title`` that name its item, in ``_words`` form.
 
     ``"Toy Story 2 (1999)"`` -> ``{"toy story 2", "toy story ii", "toy story two", "toy story part 2", ...}``;
     ``"Matrix, The (1999)"`` -> ``{"the matrix", "matrix"}``; a subtitle after ``:`` or `` - `` of two
