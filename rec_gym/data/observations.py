@@ -75,12 +75,13 @@ def observation_matrix(dataset: SessionDataset, rows: np.ndarray, observation: s
     with _MAPPED_LOCK:
         if path in _MAPPED and path.exists():
             return _MAPPED[path]
-    if _damage(path, rows.size) is not None:
+    if observation_file_damage(path, rows.size) is not None:
         from filelock import FileLock
 
         _remove_abandoned_builds(path.parent)
         with FileLock(str(path) + ".lock"):
-            damage = _damage(path, rows.size)  # another process may have built it while this one waited
+            # Another process may have built it while this one waited.
+            damage = observation_file_damage(path, rows.size)
             if damage is not None:
                 if damage != "missing":
                     print(f"rec_gym: {path} {damage}; it is a cache, so it is built again", file=sys.stderr,
@@ -93,7 +94,7 @@ def observation_matrix(dataset: SessionDataset, rows: np.ndarray, observation: s
     return matrix
 
 
-def _damage(path: Path, n_rows: int) -> str | None:
+def observation_file_damage(path: Path, n_rows: int) -> str | None:
     """``None`` when ``path`` holds an intact matrix of ``n_rows`` rows, ``"missing"`` when there is none,
     else what is wrong with it. Reads the whole file once (about 1 GB/s)."""
     checksum = Path(str(path) + CHECKSUM_SUFFIX)
