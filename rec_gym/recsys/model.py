@@ -49,7 +49,9 @@ CONFIG_FILE = "config.json"
 FORMAT = "rec_gym-sasrec-v1"
 # The largest model a folder may describe, field by field (SASRecConfig's names) and in all.
 MODEL_LIMITS = {"n_items": 5_000_000, "max_len": 1_024, "dim": 1_024, "n_blocks": 16, "n_heads": 64,
-                "text_dim": 4_096, "adaptor_hidden": 4_096}
+                "text_dim": 4_096, "adaptor_hidden": 4_096, "item_text_dim": 4_096, "match_dim": 4_096}
+# Fields added after the first folders were saved: a folder without them gets their defaults (ID-only items).
+OPTIONAL_MODEL_FIELDS = ("item_text_dim", "match_dim")
 MAX_PARAMETERS = 500_000_000
 MAX_CONFIG_BYTES = 4 << 20
 # A safetensors header (tensor names, shapes, offsets) beside the float32 data.
@@ -232,11 +234,15 @@ def _read_config(config_path: Path, encoder: str | None) -> dict[str, Any]:
         raise refuse("it holds no weights hash (fields \"weights_sha256\" and \"config_sha256\")")
     model = info.get("model")
     fields = set(SASRecConfig.__dataclass_fields__)
-    if not isinstance(model, dict) or set(model) != fields:
-        raise refuse(f"field \"model\" must be an object with exactly the fields {sorted(fields)}")
+    if not isinstance(model, dict) or not fields - set(OPTIONAL_MODEL_FIELDS) <= set(model) <= fields:
+        raise refuse(f"field \"model\" must be an object with the fields {sorted(fields)} "
+                     f"({', '.join(OPTIONAL_MODEL_FIELDS)} may be left out)")
+    defaults = SASRecConfig(n_items=2)
+    for name in OPTIONAL_MODEL_FIELDS:
+        model.setdefault(name, getattr(defaults, name))
     for name, limit in MODEL_LIMITS.items():
         value = model[name]
-        low = 0 if name == "text_dim" else 2 if name == "n_items" else 1
+        low = 0 if name in ("text_dim", "item_text_dim") else 2 if name == "n_items" else 1
         if type(value) is not int or not low <= value <= limit:
             raise refuse(f"field \"model.{name}\" is {str(value)[:40]}; it must be an integer from {low} to {limit:,} "
                          "(rec_gym.recsys.model.MODEL_LIMITS)")
@@ -245,6 +251,9 @@ def _read_config(config_path: Path, encoder: str | None) -> dict[str, Any]:
         raise refuse(f"field \"model.dropout\" is {str(dropout)[:40]}; it must be a number in [0, 1)")
     if model["dim"] % model["n_heads"]:
         raise refuse(f"field \"model.dim\" ({model['dim']}) is not divisible by \"model.n_heads\" ({model['n_heads']})")
+    if model["item_text_dim"] not in (0, model["text_dim"]):
+        raise refuse(f"field \"model.item_text_dim\" is {model['item_text_dim']}; it must be 0 or \"model.text_dim\" "
+                     f"({model['text_dim']}): one encoder embeds items and preference texts")
     _check_encoder_field(info.get("encoder"), model["text_dim"], encoder, refuse)
     return info
 

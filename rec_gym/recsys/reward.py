@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rec_gym.data.embeddings import item_embeddings
 from rec_gym.data.types import SessionDataset
 from rec_gym.feedback.table import ProvenanceMismatch, variant_key
 from rec_gym.metrics import ndcg_at_k
@@ -136,8 +137,12 @@ class RecsysRewardModel:
 
 def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "minilm", n_texts: int = 10,
                           temperature: float = 1.0, training: dict[str, Any] | None = None, use_cache: bool = True,
-                          progress: bool = True, sessions: SessionDataset | None = None) -> SASRecRecommender:
+                          progress: bool = True, sessions: SessionDataset | None = None,
+                          item_text: bool = True) -> SASRecRecommender:
     """A knowledge-augmented SASRec trained on ``n_texts`` preference texts per training session.
+
+    ``item_text``: items also carry their own texts, embedded by ``encoder``, and preference texts are
+    matched against them (:mod:`rec_gym.recsys.sasrec`); ``False`` keeps items ID-only.
 
     The texts come from ``writer`` (cached in the response cache); the trained model is cached under
     ``$REC_GYM_CACHE/recsys/`` keyed by the dataset, the writer, the encoder, the sampling and the
@@ -147,7 +152,7 @@ def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "
     from rec_gym.recsys.training import train_sasrec
 
     training = dict(training or {})
-    key = stable_hash("ka-sasrec-v1", dataset.name, dataset.fingerprint, getattr(writer, "name", str(writer)), encoder,
+    key = stable_hash("ka-sasrec-v2", item_text, dataset.name, dataset.fingerprint, getattr(writer, "name", str(writer)), encoder,
                       n_texts, temperature, training, sessions.fingerprint if sessions is not None else None, length=20)
     folder = cache_dir("recsys") / f"{dataset.name}-ka-{key}"
     if use_cache and (folder / "config.json").is_file():
@@ -156,7 +161,9 @@ def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "
     replies = generate_preferences(writer, dataset, rows, n=n_texts, temperature=temperature, progress=progress)
     flat = embed_texts([t for texts in replies for t in texts], encoder, progress=progress)
     texts = {int(r): flat[k * n_texts:(k + 1) * n_texts] for k, r in enumerate(rows)}
-    recommender = train_sasrec(dataset, texts=texts, encoder=encoder, progress=progress, sessions=sessions, **training)
+    item_texts = item_embeddings(dataset.catalog, encoder, dataset=dataset.name) if item_text else None
+    recommender = train_sasrec(dataset, texts=texts, encoder=encoder, progress=progress, sessions=sessions,
+                               item_texts=item_texts, **training)
     recommender.info["preference_texts"] = {"writer": getattr(writer, "name", str(writer)), "n": n_texts,
                                             "temperature": temperature}
     if use_cache:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
                  batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
                  sessions: SessionDataset | None = None, loss: str = "sampled-softmax", negatives: int = 256,
                  texts: Mapping[int, np.ndarray] | None = None, encoder: str | None = None, text_dropout: float = 0.3,
+                 item_texts: np.ndarray | None = None,
                  threads: int = 1, validate_every: int = 0, progress: bool = True) -> SASRecRecommender:
     """Train SASRec on the training split of ``dataset``.
 
@@ -73,6 +74,9 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
             session's ``k`` preference texts (rows missing here train without a text).
         encoder: the encoder spec that embedded ``texts``; recorded so scoring embeds new texts the same way.
         text_dropout: probability that a session is shown no text in an epoch.
+        item_texts: float32 ``(n_items, text_dim)``, every item's own text embedded by ``encoder``
+            (:func:`~rec_gym.data.embeddings.item_embeddings`): items get text-side knowledge and the
+            preference text is matched against it (see :mod:`rec_gym.recsys.sasrec`). Needs ``texts``.
         threads: torch CPU threads (training is small; more threads rarely help).
         validate_every: when > 0, measure NDCG@10 among the candidates of the validation sessions (without
             texts) every this many epochs and keep the weights of the best measurement (early stopping, as
@@ -95,8 +99,14 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
     text_dim = 0
     if texts:
         text_dim = int(next(iter(texts.values())).shape[1])
+    if item_texts is not None and not text_dim:
+        raise ValueError("item_texts needs preference texts (texts=...): items and texts are matched by one encoder")
     if config is None:
-        config = SASRecConfig(n_items=len(dataset.catalog), text_dim=text_dim)
+        config = SASRecConfig(n_items=len(dataset.catalog), text_dim=text_dim,
+                              item_text_dim=text_dim if item_texts is not None else 0)
+    if (item_texts is not None) != config.item_text:
+        raise ValueError(f"config.item_text_dim={config.item_text_dim} but item_texts is "
+                         f"{'given' if item_texts is not None else 'None'}; give both or neither")
     if config.n_items != len(dataset.catalog):
         raise ValueError(f"config.n_items={config.n_items} but the catalog of {dataset.name!r} has {len(dataset.catalog)} items")
     if texts and config.text_dim != text_dim:
@@ -106,6 +116,8 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
     tokens = left_padded(sequences, config.max_len + 1)  # inputs are [:-1], next items [1:]
     inputs, positives = torch.from_numpy(tokens[:, :-1]), torch.from_numpy(tokens[:, 1:])
     model = SASRec(config)
+    if item_texts is not None:
+        model.set_item_text(item_texts)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
     started = time.time()
     history: list[float] = []
@@ -128,10 +140,10 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
                 hidden = model(x, text, has)[mask]
                 if loss == "bce":
                     neg = torch.from_numpy(_negatives(pos.numpy(), tokens[batch], config.n_items, rng))[mask]
-                    batch_loss = _bce(hidden, model.item_emb(pos[mask]), model.item_emb(neg))
+                    batch_loss = _bce(hidden, model.item_vectors(pos[mask]), model.item_vectors(neg))
                 else:
                     neg = torch.from_numpy(rng.integers(1, config.n_items + 1, size=int(negatives)))
-                    batch_loss = _sampled_softmax(hidden, pos[mask], neg, model.item_emb)
+                    batch_loss = _sampled_softmax(hidden, pos[mask], neg, model.item_vectors)
                 n = int(mask.sum())
                 optimizer.zero_grad()
                 (batch_loss / max(n, 1)).backward()
@@ -166,7 +178,8 @@ def train_sasrec(dataset: SessionDataset, config: SASRecConfig | None = None, *,
 def check_training_kwargs(training: Mapping[str, Any], train_history: int) -> None:
     """Refuse ``recsys_training`` keys that :func:`train_sasrec` does not take, and a ``train_history`` below 1,
     before any work is done."""
-    known = set(inspect.signature(train_sasrec).parameters) - {"dataset", "config", "sessions", "texts", "encoder", "progress"}
+    known = set(inspect.signature(train_sasrec).parameters) - {"dataset", "config", "sessions", "texts", "encoder", "progress",
+                                                               "item_texts"}
     unknown = sorted(set(training) - known)
     if unknown:
         raise ValueError(f"recsys_training: unknown key(s) {unknown}; known: {sorted(known | {'train_history'})}")
@@ -185,7 +198,7 @@ def _bce(hidden: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -
 
 
 def _sampled_softmax(hidden: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
-                     embed: torch.nn.Module) -> torch.Tensor:
+                     embed: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Summed cross-entropy of each position's next item (tokens ``(m,)``) against shared negatives ``(k,)``.
 
     A negative that is the position's own next item is masked out, so it never counts against itself.
