@@ -164,3 +164,27 @@ def test_every_guide_is_in_the_site_and_has_a_running_block():
                                               "build_kb", "composition", "rlrf4rec", "scaling", "security"}
     running = {block.guide for block in ALL_BLOCKS if block.skip_reason is None}
     assert running >= {"quickstart.md", "own_sessions.md", "own_llm.md", "custom_agent.md", "benchmark.md"}
+
+
+def test_docstring_markdown_becomes_restructuredtext():
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        from rec_gym_docs import docstring_to_rst
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    doc = """Intro.
+
+    ## Info
+
+    | key | meaning |
+    |---|---|
+    | ``rank`` | int; ``a \\| b`` |
+    Each as `` Hint: <hint>``; see :meth:`action_masks`.
+    - a list right after text
+    """
+    page = docstring_to_rst(doc, sections=True, owner="pkg.Env")
+    assert "Info\n----\n" in page
+    assert ".. list-table::\n   :header-rows: 1\n\n   * - key\n     - meaning\n   * - ``rank``\n     - int; ``a | b``" in page
+    assert "``Hint: <hint>``" in page and ":meth:`~pkg.Env.action_masks`" in page
+    assert "action_masks`.\n\n- a list" in page
+    assert ".. rubric:: Info" in docstring_to_rst(doc, sections=False)
