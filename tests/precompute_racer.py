@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from rec_gym.feedback.precompute import main as precompute
+from rec_gym.cli import main as rec_gym_command
 
 
 def main(folder: str, name: str, trials: int, args: list[str]) -> None:
@@ -26,7 +26,7 @@ def main(folder: str, name: str, trials: int, args: list[str]) -> None:
             time.sleep(0.0005)
         with open(root / f"{name}-{t}.out", "w") as out, contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(out):
-            status = precompute([*args, "--table", str(root / f"table-{t}.npz")])
+            status = rec_gym_command(["precompute", *args, "--table", str(root / f"table-{t}.npz")])
         print(t, status, flush=True)
 
 

@@ -79,10 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("REC_GYM_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
-    except SystemExit as exc:
-        if isinstance(exc.code, str) and not debug:
-            return report(args.command, exc.code, 2)
-        raise
     except KeyboardInterrupt:
         if debug:
             raise

@@ -47,7 +47,8 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -59,8 +60,8 @@ except ImportError:  # pragma: no cover - depends on the installation
                       "pip install -e '.[ray]')") from None
 
 from rec_gym.data.types import SessionDataset
-from rec_gym.feedback.precompute import (announce, check_set_options, finish, keeps_response_cache, open_task,
-                                         session_groups, task_arguments, wanted_pairs)
+from rec_gym.feedback.precompute import (announce, check_set_options, finish, keeps_response_cache, session_groups,
+                                         wanted_pairs)
 from rec_gym.feedback.table import UNKNOWN, FeedbackTable, HintSet
 from rec_gym.llm.protocol import BackendConfigError, BackendUnavailable, RankRequest, Ranking
 
@@ -150,11 +151,11 @@ class FillWorker:
 
     def __init__(self, spec: str, llm_kwargs: dict[str, Any], factory: str | None, response_cache: str | None,
                  no_response_cache: bool) -> None:
-        from rec_gym.feedback.precompute import _load_factory
         from rec_gym.llm import make_llm
+        from rec_gym.llm.factory import backend_from_factory
         from rec_gym.llm.response_cache import CachedBackend
 
-        self.engine = _load_factory(factory) if factory else make_llm(spec, **llm_kwargs)
+        self.engine = backend_from_factory(factory) if factory else make_llm(spec, **llm_kwargs)
         self.cache = (CachedBackend(self.engine, response_cache)
                       if keeps_response_cache(self.engine, response_cache, no_response_cache) else None)
         self.backend = self.cache if self.cache is not None else self.engine
@@ -260,13 +261,17 @@ def _take(table: FeedbackTable, block: Block, result: BlockResult, columns: np.n
     return int(answered.sum())
 
 
-def fill_on_ray(args: argparse.Namespace) -> int:
-    """``rec-gym precompute --ray``: 0 when every pair the run asks for is known (see the module docstring)."""
+def fill_on_ray(args: argparse.Namespace, kwargs: dict[str, Any], open_task: Callable[[Any], tuple[Any, Any, Path]]
+                ) -> int:
+    """``rec-gym precompute --ray``: 0 when every pair the run asks for is known (see the module docstring).
+
+    ``kwargs`` are the env's arguments; ``open_task(backend)`` returns the env's task around ``backend``,
+    with the table's path (:func:`rec_gym.cli.precompute.open_task`).
+    """
     from tqdm.auto import tqdm
 
     workers: list[Any] = []
     try:
-        kwargs = task_arguments(args)
         spec = kwargs.get("llm", "simulated")
         llm_kwargs = dict(kwargs.get("llm_kwargs") or {})
         urls = base_urls(llm_kwargs)
@@ -279,7 +284,7 @@ def fill_on_ray(args: argparse.Namespace) -> int:
         if len(urls) == 1 and len(set(names)) > 1:
             raise ValueError(f"the workers built backends of different names {sorted(set(names))} (different "
                              "hardware?); give every worker the same resources")
-        task, _, path = open_task(args, backend=_PoolBackend(names[0]))
+        task, _, path = open_task(_PoolBackend(names[0]))
         check_set_options(args)
         table = task.table.opened_at(path)
         rows = np.arange(len(task.rows))
