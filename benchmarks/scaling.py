@@ -14,6 +14,9 @@ fresh process with its own cache folder:
 
 - build: generate the world, assemble sessions (candidates, splits), build the observation matrix
   of each split (the env's default, the session profile) into the memory-mapped cache;
+- checksum: one pass of the observation files' checksum check, what every new process pays the
+  first time it maps them (the build pays one such pass too, hashing the bytes as it writes them);
+  target at most 10% of the build;
 - fill: every (session, prompt) pair of every split, 21 prompts each, saved as the feedback tables;
 - step rate: ``env.step`` through ``gym.make`` on the filled train table, random actions, reset at
   each episode end, against ``CartPole-v1`` through ``gym.make`` in the same process;
@@ -54,6 +57,7 @@ def one_size(factor: int) -> dict:
     import numpy as np
 
     import rec_gym  # noqa: F401  (registers the ids)
+    from rec_gym.data.observations import observation_file_damage
     from rec_gym.data.sessions import assemble
     from rec_gym.data.synthetic import generate_synthetic
     from rec_gym.envs.task import Re2LLMTask
@@ -75,6 +79,12 @@ def one_size(factor: int) -> dict:
     result["observations_s"] = time.perf_counter() - start
     result["build_s"] = result["generate_s"] + result["assemble_s"] + result["observations_s"]
     result["peak_after_build_mb"] = peak_mb()
+    start = time.perf_counter()
+    for task in tasks.values():
+        # The matrix is a read-only view of the memory map of its cache file.
+        assert observation_file_damage(Path(task.observations.base.filename), task.observations.shape[0]) is None
+    result["checksum_s"] = time.perf_counter() - start
+    result["checksum_share_of_build"] = result["checksum_s"] / result["build_s"]
     start = time.perf_counter()
     pairs = 0
     for task in tasks.values():
@@ -172,7 +182,8 @@ def main() -> None:
                 sys.exit(f"size {factor}x failed:\n{done.stderr[-3000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         r = rows[-1]
-        print(f"{factor:4d}x {r['sessions']:>9,d} sessions: build {r['build_s']:7.1f} s, fill {r['fill_s']:6.1f} s, "
+        print(f"{factor:4d}x {r['sessions']:>9,d} sessions: build {r['build_s']:7.1f} s (checksum pass "
+              f"{r['checksum_s']:.2f} s), fill {r['fill_s']:6.1f} s, "
               f"step {r['steps_per_s']:>9,.0f}/s ({r['step_ratio_vs_cartpole']:.2f}x CartPole), vector "
               f"{r['vector_steps_per_s']:>12,.0f}/s, peak {r['peak_mb']:,.0f} MB", flush=True)
     if not full:
@@ -202,8 +213,9 @@ def write_outputs(ranker: dict, rows: list[dict]) -> None:
              f"{ranker['prompt_order_correlation']:.3f}", "",
              "2. The synthetic world by size (each size a fresh process and cache; 21 prompts per session, "
              "every split filled):", ""]
-    cols = ("factor", "sessions", "generate_s", "assemble_s", "observations_s", "build_s", "fill_s", "fill_us_per_pair",
-            "steps_per_s", "step_ratio_vs_cartpole", "vector_steps_per_s", "peak_after_build_mb", "peak_mb")
+    cols = ("factor", "sessions", "generate_s", "assemble_s", "observations_s", "build_s", "checksum_s", "fill_s",
+            "fill_us_per_pair", "steps_per_s", "step_ratio_vs_cartpole", "vector_steps_per_s", "peak_after_build_mb",
+            "peak_mb")
     lines.append("  ".join(f"{c:>14s}" for c in cols))
     for r in rows:
         lines.append("  ".join(f"{r[c]:>14,.2f}" if isinstance(r[c], float) else f"{r[c]:>14,d}" for c in cols))
@@ -214,7 +226,9 @@ def write_outputs(ranker: dict, rows: list[dict]) -> None:
     limit = max(parts, key=parts.get)
     lines += ["", f"At {big['sessions']:,} sessions: build + fill {build_fill / 60:.1f} min (target < 10), peak memory "
               f"{big['peak_mb'] / 1024:.2f} GB (target < 4), step rate {big['step_ratio_vs_cartpole']:.2f}x CartPole "
-              f"(target >= 1). The largest part is {limit} ({parts[limit]:.0f} s of {build_fill:.0f} s)."]
+              f"(target >= 1). The largest part is {limit} ({parts[limit]:.0f} s of {build_fill:.0f} s).",
+              f"Checksums: one pass over the observation files takes {big['checksum_s']:.2f} s, "
+              f"{big['checksum_share_of_build']:.1%} of the build (target <= 10%)."]
     text = "\n".join(lines) + "\n"
     OUT.mkdir(exist_ok=True)
     (OUT / "scaling.txt").write_text(text)
