@@ -35,11 +35,11 @@ def test_the_final_reward_is_the_gain_of_the_whole_set_and_masks_follow_the_choi
     obs, reward, terminated, _, info = env.step(7)
     assert (reward, terminated, info["rank"]) == (0.0, False, -1)
     assert not info["action_mask"][7] and info["action_mask"][0] and obs[-20:][6] == 1.0
-    assert not env.unwrapped.action_masks()[7]
+    assert not env.unwrapped.action_masks()[7] and not env.get_wrapper_attr("action_masks")()[7]
     obs, reward, terminated, _, info = env.step(7)  # masked: changes nothing, uses the step
-    assert info["hints"].tolist() == [7] and not terminated
+    assert info["hints"].tolist() == [7, -1, -1] and not terminated
     obs, reward, terminated, _, info = env.step(2)
-    assert terminated and info["hints"].tolist() == [7, 2] and info["n_hints"] == 2
+    assert terminated and info["hints"].tolist() == [7, 2, -1] and info["n_hints"] == 2
     task = env.unwrapped.task
     col = task.table.column([task.kb[1], task.kb[6]])
     assert info["rank"] == task.table.ranks[4, col] and info["baseline_rank"] == task.table.ranks[4, 0]
@@ -146,7 +146,8 @@ def test_team_reward_is_the_gain_of_the_distinct_hints():
     table, kb = env.task.table, env.task.kb
     rank = table.ranks[5, table.column([kb[3], kb[8]])]
     expected = ndcg(rank) - ndcg(table.ranks[5, 0])
-    assert list(rewards.values()) == pytest.approx([expected] * 3) and infos["retriever_1"]["hints"].tolist() == [4, 9]
+    assert list(rewards.values()) == pytest.approx([expected] * 3) and infos["retriever_1"]["hints"].tolist() == [4, 9, -1]
+    assert infos["retriever_1"]["n_hints"] == 2 and infos["retriever_1"]["rank"] == rank
     assert all(terms.values()) and not any(truncs.values()) and env.agents == []
 
 

@@ -69,7 +69,7 @@ def test_the_env_steps_on_the_short_set_with_rewards_from_its_real_candidates(tm
     expected = (target_rank(with_hint, target_pos), target_rank(without, target_pos))
     assert (info["rank"], info["baseline_rank"]) == expected
     assert reward == pytest.approx(ndcg_at_k(expected[0]) - ndcg_at_k(expected[1]))
-    assert terminated and info["session_id"] == "s0"
+    assert terminated and task.session_id(info["session_index"]) == "s0"
     assert task.table.max_rank == 50
     env.close()
 

@@ -90,7 +90,7 @@ def test_ml1m_env_passes_checks_on_ratings_in_the_official_format(shared_cache, 
     gym_check_env(env.unwrapped)
     sb3_check_env(env.unwrapped)
     obs, info = env.reset(seed=0)
-    assert info["session_id"]
+    assert env.unwrapped.task.session_id(info["session_index"])
 
 
 def test_steam_env_passes_checks_on_the_real_sessions(shared_cache, shared_data):
@@ -130,7 +130,7 @@ def test_action_zero_rewards_exactly_zero_and_calls_no_llm(shared_cache):
     _, reward, terminated, truncated, info = env.step(0)
     assert reward == 0.0 and llm.calls == 0
     assert terminated and not truncated
-    assert info["hint"] == "" and info["rank"] == info["baseline_rank"] == -1 and info["rank_known"] is False
+    assert info["rank"] == info["baseline_rank"] == -1 and info["rank_known"] is False
 
 
 def test_ndcg_gain_reward_is_the_difference_of_ndcg_with_and_without_the_hint(shared_cache):
@@ -140,7 +140,7 @@ def test_ndcg_gain_reward_is_the_difference_of_ndcg_with_and_without_the_hint(sh
     ndcg = lambda r: 1 / np.log2(r + 1) if 1 <= r <= 10 else 0.0
     assert reward == pytest.approx(ndcg(info["rank"]) - ndcg(info["baseline_rank"]))
     assert info["ndcg"] == pytest.approx(ndcg(info["rank"]))
-    assert info["hint"] == env.task.kb[5]
+    assert env.task.kb.hint_for_action(6) == env.task.kb[5] and info["rank"] == env.task.rank(info["session_index"], 6)
 
 
 @pytest.mark.parametrize("mode", ["ndcg", "hit"])
@@ -268,25 +268,28 @@ def test_info_keys_keep_one_type_over_every_step(shared_cache, session_folder, t
             return [None if r.hint and len(r.hint) % 2 == 0 else ranking
                     for r, ranking in zip(requests, super().rank(requests))]
 
-    expected = {"session_id": str, "session_index": int, "action": int, "hint": str, "rank": int,
-                "baseline_rank": int, "rank_known": bool, "ndcg": float, "hit": float, "no_ranking": bool}
+    expected = {"session_index": int, "rank": int, "baseline_rank": int, "rank_known": bool, "ndcg": float,
+                "hit": float, "no_ranking": bool}
     seen = {"unranked": False, "action 0": False, "ranked": False}
     for reward in ("ndcg_gain", "ndcg", "hit"):
         # A table of its own: the cache's table of this dataset holds the plain simulator's answers.
         env = Re2LLMEnv(dataset=str(session_folder), llm=UnrankedForEvenHints(), encoder="hashing", reward=reward,
                         feedback_table=tmp_path / "table.npz")
-        env.reset(seed=0)
+        _, info = env.reset(seed=0)
+        assert {key: type(value) for key, value in info.items()} == expected
+        assert (info["rank"], info["baseline_rank"], info["rank_known"], info["no_ranking"]) == (-1, -1, False, False)
         for step in range(120):
-            _, _, terminated, _, info = env.step(step % 21)
+            action = step % 21
+            _, _, terminated, _, info = env.step(action)
             assert {key: type(value) for key, value in info.items()} == expected
             assert info["rank"] >= -1 and info["baseline_rank"] >= -1
-            assert info["rank_known"] == (info["rank"] != -1) == (reward != "ndcg_gain" or info["action"] != 0)
-            assert (info["hint"] == "") == (info["action"] == 0)
+            assert info["rank_known"] == (info["rank"] != -1) == (reward != "ndcg_gain" or action != 0)
             seen["unranked"] |= info["no_ranking"]
-            seen["action 0"] |= info["action"] == 0
+            seen["action 0"] |= action == 0
             seen["ranked"] |= 1 <= info["rank"] <= 10
             if terminated:
-                env.reset()
+                _, info = env.reset()
+                assert {key: type(value) for key, value in info.items()} == expected
         env.close()
     assert all(seen.values()), seen
 

@@ -118,7 +118,7 @@ def test_subproc_vec_env_workers_filling_lazily_lose_no_entry(tmp_path, monkeypa
         for _ in range(40):
             actions = rng.integers(1, 21, size=2)
             _, _, _, infos = venv.step(actions)
-            stepped |= {(info["session_index"], info["action"]) for info in infos}
+            stepped |= {(info["session_index"], int(a)) for info, a in zip(infos, actions)}
         venv.close()
         env = gym.make("Re2LLM-Synthetic-v0", **kwargs)
         ranks = env.unwrapped.task.table.ranks

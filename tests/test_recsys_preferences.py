@@ -183,8 +183,9 @@ def test_the_recsys_ranker_gives_a_hint_env_the_recommenders_reward(tiny):
         _, info = env.reset(seed=seed)
         _, reward, *_, info = env.step(seed + 1)
         row = int(task.rows[info["session_index"]])
-        expected = reward_model.scores([row, row], [info["hint"], None])
-        assert info["rank"] == reward_model.ranks([row], [info["hint"]])[0]
+        hint = task.kb.hint_for_action(seed + 1)
+        expected = reward_model.scores([row, row], [hint, None])
+        assert info["rank"] == reward_model.ranks([row], [hint])[0]
         assert reward == pytest.approx(expected[0] - expected[1])
     with pytest.raises(ValueError, match="knowledge-augmented"):
         RecsysRanker(train_sasrec(tiny, epochs=1, progress=False), tiny.catalog)
@@ -223,7 +224,7 @@ def test_reward_source_recsys_makes_the_hint_env_read_the_recommenders_ranks(tin
         env.reset(seed=seed)
         _, reward, *_, info = env.step(seed + 2)
         row = int(task.rows[info["session_index"]])
-        expected = reward_model.scores([row, row], [info["hint"], None])
+        expected = reward_model.scores([row, row], [task.kb.hint_for_action(seed + 2), None])
         assert reward == pytest.approx(expected[0] - expected[1])
     with pytest.raises(ValueError, match="reward_source='recsys'"):
         gym.make("Re2LLM-Synthetic-v0", dataset=tiny, observation="profile", recommender=str(tmp_path / "ka"))

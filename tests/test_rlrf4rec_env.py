@@ -59,13 +59,15 @@ def test_reward_is_the_texts_score_minus_the_no_text_score(folder):
         _, reward, terminated, truncated, info = env.step(action)
         i = info["session_index"]
         assert terminated and not truncated
-        assert info["text"] == task.replies[i][action - 1]
-        assert info["well_formed"] == (parse_preference(info["text"]) is not None)
+        assert task.text(i, action) == task.replies[i][action - 1] and info["rank"] == task.ranks[i, action]
+        assert info["well_formed"] == (parse_preference(task.text(i, action)) is not None)
         assert reward == pytest.approx(ndcg_at_k(info["rank"], 10) - ndcg_at_k(info["baseline_rank"], 10))
         assert info["best_ndcg"] >= info["ndcg"]
-    env.reset(seed=0)
+    _, reset_info = env.reset(seed=0)
     _, reward, *_, info = env.step(0)
-    assert reward == 0.0 and info["text"] == "" and info["rank"] == info["baseline_rank"]
+    assert reward == 0.0 and task.text(info["session_index"], 0) == "" and info["rank"] == info["baseline_rank"]
+    assert {k: type(v) for k, v in reset_info.items()} == {k: type(v) for k, v in info.items()}
+    assert (reset_info["rank"], reset_info["baseline_rank"], reset_info["well_formed"]) == (-1, -1, False)
     raw = _make(folder, reward="score")
     raw.reset(seed=0)
     _, reward, *_, info = raw.step(1)

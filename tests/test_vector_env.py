@@ -116,7 +116,8 @@ def test_session_index_option_may_give_one_session_per_sub_env():
     assert info["session_index"].tolist() == [5, 0, 39]
     assert np.array_equal(obs, venv.task.observations[[5, 0, 39]])
     _, _, _, _, infos = venv.step(np.array([1, 2, 3]))
-    assert infos["session_index"].tolist() == [5, 0, 39] and infos["hint"][2] == venv.task.kb[2]
+    assert infos["session_index"].tolist() == [5, 0, 39]
+    assert infos["rank"].tolist() == [venv.task.rank(5, 1), venv.task.rank(0, 2), venv.task.rank(39, 3)]
 
 
 def test_session_index_in_info_is_the_session_whose_observation_is_returned():

@@ -38,8 +38,8 @@ class Re2LLMComposeEnv(gym.Env):
 
     ``Discrete(K + 1)``: ``0`` is STOP (end the episode with the hints chosen so far), ``k`` adds hint
     ``k`` (``env.unwrapped.task.kb[k - 1]``). Adding a hint already chosen is not allowed: it is
-    masked (``info["action_mask"]``, :meth:`action_masks` for sb3-contrib's ``MaskablePPO``) and, if
-    taken anyway, changes nothing but uses up the step.
+    masked (``info["action_mask"]``, :meth:`action_masks` for sb3-contrib's ``MaskablePPO``; see Action
+    masks below) and, if taken anyway, changes nothing but uses up the step.
 
     ## Observation Space
 
@@ -69,12 +69,30 @@ class Re2LLMComposeEnv(gym.Env):
 
     ## Info
 
-    Every step and reset return ``session_id`` (str), ``session_index`` (int), ``action_mask`` (bool
-    array, ``K + 1``: STOP is always allowed), ``hints`` (int array of the chosen actions in the order
-    chosen), ``n_hints`` (int), ``rank`` and ``baseline_rank`` (int: 1-based rank of the true item with
-    the chosen set and with no hint, 0 = not in the LLM's list, -1 = not asked, which is the case
-    before the last step under ``"final"``), ``no_ranking`` (bool: the reply for the chosen set
-    ranked nothing).
+    Reset and step return the same keys, each with one type and shape for the env's lifetime (numbers,
+    bools and fixed-length arrays only), so Gymnasium's vector envs, TorchRL and Minari batch and store them:
+
+    | key | type | meaning |
+    |---|---|---|
+    | ``session_index`` | int | the session's row in the split |
+    | ``action_mask`` | bool ``(K + 1,)`` | the actions allowed next: STOP and every hint not chosen yet |
+    | ``hints`` | int64 ``(max_hints,)`` | the chosen actions in the order chosen, padded with -1 |
+    | ``n_hints`` | int | how many hints are chosen (the entries of ``hints`` that are not -1) |
+    | ``rank`` | int | 1-based rank of the true item with the chosen set; 0 = not in the LLM's list; -1 = not asked (at reset, and before the last step under ``"final"``) |
+    | ``baseline_rank`` | int | the same with no hint; -1 = not asked |
+    | ``no_ranking`` | bool | the reply for the chosen set ranked nothing; False when not asked |
+
+    Texts are not in the info, because a string breaks TorchRL's and Minari's typed storage: the
+    session's id is ``env.unwrapped.task.session_id(info["session_index"])`` and hint ``k`` is
+    ``env.unwrapped.task.kb[k - 1]``. Nor is the action repeated: TorchRL writes info keys beside its
+    own ``action`` entry.
+
+    ## Action masks
+
+    Gymnasium's wrappers do not forward attributes, so on a ``gym.make`` env read the mask with
+    ``env.get_wrapper_attr("action_masks")()`` (what Stable-Baselines3's vector envs and sb3-contrib's
+    ``MaskablePPO`` call, through any wrappers) or from ``info["action_mask"]``, which a vector env
+    batches into a bool ``(num_envs, K + 1)`` array. ``env.unwrapped.action_masks()`` works too.
 
     ## Arguments
 
@@ -102,6 +120,8 @@ class Re2LLMComposeEnv(gym.Env):
     >>> obs, reward, terminated, truncated, info = env.step(5)
     >>> terminated, info["hints"].tolist(), -1.0 <= reward <= 1.0
     (True, [3, 5], True)
+    >>> env.get_wrapper_attr("action_masks")()[[0, 3, 5, 7]].tolist()
+    [True, False, False, True]
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -164,9 +184,10 @@ class Re2LLMComposeEnv(gym.Env):
         return np.concatenate([self.task.observations[self._session], chosen])
 
     def _info(self) -> dict[str, Any]:
-        return {"session_id": self.task.session_id(self._session), "session_index": self._session,
-                "action_mask": self.action_masks(), "hints": np.asarray(self._chosen, dtype=np.int64),
-                "n_hints": len(self._chosen), "rank": self._rank, "baseline_rank": self._baseline,
+        hints = np.full(self.max_hints, -1, dtype=np.int64)
+        hints[:len(self._chosen)] = self._chosen
+        return {"session_index": self._session, "action_mask": self.action_masks(),
+                "hints": hints, "n_hints": len(self._chosen), "rank": self._rank, "baseline_rank": self._baseline,
                 "no_ranking": self._no_ranking}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -51,6 +51,7 @@ class HintTeamParallelEnv(ParallelEnv):
         self._observation_spaces = {a: spaces.Box(self.task.observation_space.low, self.task.observation_space.high,
                                                   dtype=np.float32) for a in self.possible_agents}
         self._columns: dict[frozenset[int], int] = {}
+        self._n_agents = int(n_agents)
         self._rng, _ = seeding.np_random(None)
         self._session = 0
         self._last: dict[str, Any] = {}
@@ -84,8 +85,15 @@ class HintTeamParallelEnv(ParallelEnv):
         self.agents = list(self.possible_agents)
         self._last = {}
         obs = self.task.observations[self._session]
-        info = {"session_id": self.task.session_id(self._session), "session_index": self._session}
-        return {a: obs.copy() for a in self.agents}, {a: dict(info) for a in self.agents}
+        info = self._info(frozenset(), 0.0, -1, -1, False)
+        return {a: obs.copy() for a in self.agents}, {a: {**info, "hints": info["hints"].copy()} for a in self.agents}
+
+    def _info(self, team: frozenset[int], team_reward: float, rank: int, baseline: int, no_ranking: bool) -> dict[str, Any]:
+        """The info every agent gets; reset reports the empty team and ranks -1."""
+        hints = np.full(self._n_agents, -1, dtype=np.int64)
+        hints[:len(team)] = sorted(team)
+        return {"session_index": self._session, "hints": hints, "n_hints": len(team), "team_reward": team_reward,
+                "rank": rank, "baseline_rank": baseline, "no_ranking": no_ranking}
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:
@@ -105,14 +113,12 @@ class HintTeamParallelEnv(ParallelEnv):
             else:  # what the team would lose without this agent's hint (0 when another agent chose it too)
                 others = frozenset(b for other, b in chosen.items() if other != agent) - {0}
                 rewards[agent] = team_reward - (self.team_reward(others, baseline) if others != team else team_reward)
-        info = {"session_id": self.task.session_id(self._session), "session_index": self._session,
-                "hints": np.array(sorted(team), dtype=np.int64), "team_reward": team_reward, "rank": rank,
-                "baseline_rank": baseline, "no_ranking": no_ranking}
+        info = self._info(team, team_reward, rank, baseline, no_ranking)
         obs = self.task.observations[self._session]
         self._last = {"chosen": chosen, **info}
         agents, self.agents = self.agents, []
         return ({a: obs.copy() for a in agents}, rewards, {a: True for a in agents}, {a: False for a in agents},
-                {a: {**info, "action": chosen[a]} for a in agents})
+                {a: {**info, "hints": info["hints"].copy()} for a in agents})
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
@@ -120,9 +126,9 @@ class HintTeamParallelEnv(ParallelEnv):
         request = self.task.table.request(self.task.dataset, self._session)
         if not self._last:
             return f"session {self.task.session_id(self._session)} (no action yet)\n{render_prompt(request)}"
-        hints = [self.task.kb[a - 1] for a in self._last["hints"]]
+        hints = [self.task.kb[a - 1] for a in self._last["hints"][:self._last["n_hints"]]]
         picks = ", ".join(f"{agent}: {a}" for agent, a in self._last["chosen"].items())
-        return (f"session {self._last['session_id']}  {picks}\nprompt: {render_prompt(request.with_hint(combine_hints(hints)))}\n"
+        return (f"session {self.task.session_id(self._session)}  {picks}\nprompt: {render_prompt(request.with_hint(combine_hints(hints)))}\n"
                 f"rank with the team's hints: {self._last['rank']}   without: {self._last['baseline_rank']}   "
                 f"team reward: {self._last['team_reward']:+.4f}")
 

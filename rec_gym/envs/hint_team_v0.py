@@ -57,9 +57,21 @@ session ``i``). One simultaneous step ends the episode: every agent is terminate
 
 ## Info
 
-``reset``: ``session_id``, ``session_index``. ``step``: those, plus ``hints`` (sorted int array of the
-team's distinct actions), ``team_reward`` (float), ``rank`` and ``baseline_rank`` (int; 0 = not in the
-LLM's list), ``no_ranking`` (bool) and the agent's own ``action`` (int).
+Reset and step give every agent the same keys, each with one type and shape for the env's lifetime
+(numbers, bools and fixed-length arrays only, so vectorised and recorded infos batch into typed arrays):
+
+| key | type | meaning |
+|---|---|---|
+| ``session_index`` | int | the session's row in the split |
+| ``hints`` | int64 ``(n_agents,)`` | the team's distinct hint actions, sorted, padded with -1 |
+| ``n_hints`` | int | how many distinct hints the team chose (0 at reset) |
+| ``team_reward`` | float | ``T(S)``; 0.0 at reset |
+| ``rank``, ``baseline_rank`` | int | 1-based rank of the true item with the team's hints and with none; 0 = not in the LLM's list; -1 at reset |
+| ``no_ranking`` | bool | the reply for the team's hints ranked nothing; False at reset |
+
+Texts are not in the info: the session's id is ``env.unwrapped.task.session_id(info["session_index"])``
+and hint ``k`` is ``env.unwrapped.task.kb[k - 1]``. Nor are the agents' actions, which
+the caller passed to ``step``.
 
 ## Version History
 

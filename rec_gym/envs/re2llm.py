@@ -16,6 +16,11 @@ from rec_gym.knowledge.base import KnowledgeBase
 from rec_gym.llm.protocol import LLMBackend
 
 
+# The step keys as a reset reports them: no action, nothing ranked yet.
+NOT_STEPPED: dict[str, Any] = {"rank": UNKNOWN, "baseline_rank": UNKNOWN, "rank_known": False, "ndcg": 0.0,
+                               "hit": 0.0, "no_ranking": False}
+
+
 class UnsupportedRenderMode(ValueError, TypeError):
     """A render mode the env does not have.
 
@@ -91,23 +96,25 @@ class Re2LLMEnv(gym.Env):
 
     ## Info
 
-    Every key has the same type at every step (no ``None``), so vector envs batch them into typed arrays:
+    Reset and step return the same keys, each with one type for the env's lifetime (numbers and bools
+    only, no ``None``), so Gymnasium's vector envs, TorchRL and Minari batch and store them as typed arrays:
 
     | key | type | meaning |
     |---|---|---|
-    | ``session_id`` | str | the session's id in the dataset |
     | ``session_index`` | int | the session's row in the split |
-    | ``action`` | int | the action taken |
-    | ``hint`` | str | the hint appended to the prompt; ``""`` for action 0 |
-    | ``rank`` | int | 1-based rank of the true item in the LLM's list with the chosen prompt; 0 = not in the list; -1 = not computed (action 0 under ``"ndcg_gain"``, which calls no LLM) |
-    | ``baseline_rank`` | int | the same for the prompt without a hint; -1 = not computed (action 0 under ``"ndcg_gain"``, and hints under ``"ndcg"``/``"hit"``, whose reward does not need it) |
+    | ``rank`` | int | 1-based rank of the true item in the LLM's list with the chosen prompt; 0 = not in the list; -1 = not computed (at reset, and action 0 under ``"ndcg_gain"``, which calls no LLM) |
+    | ``baseline_rank`` | int | the same for the prompt without a hint; -1 = not computed (at reset, action 0 under ``"ndcg_gain"``, and hints under ``"ndcg"``/``"hit"``, whose reward does not need it) |
     | ``rank_known`` | bool | ``rank`` was computed (``rank != -1``) |
     | ``ndcg`` | float | NDCG@10 of ``rank``; 0.0 when not computed |
     | ``hit`` | float | 1.0 if ``1 <= rank <= 10``, else 0.0 |
-    | ``no_ranking`` | bool | the backend's reply for the chosen prompt ranked nothing (empty, garbled or truncated); ``rank`` is then 0 |
+    | ``no_ranking`` | bool | the backend's reply for the chosen prompt ranked nothing (empty, garbled or truncated); ``rank`` is then 0; False at reset |
 
     The ranks reported depend only on the session, the action and the reward mode, never on what the
-    feedback table already held. ``reset`` returns ``session_id`` and ``session_index``.
+    feedback table already held. Texts are not in the info, because a string breaks TorchRL's and
+    Minari's typed storage; they are looked up from the numbers: the session's id is
+    ``env.unwrapped.task.session_id(info["session_index"])`` and the hint of action ``a`` is
+    ``env.unwrapped.task.kb.hint_for_action(a)`` (``None`` for action 0). Nor is the action repeated:
+    TorchRL writes info keys beside its own ``action`` entry.
 
     ## Arguments
 
@@ -151,8 +158,10 @@ class Re2LLMEnv(gym.Env):
     >>> obs.shape, env.action_space
     ((15,), Discrete(21))
     >>> obs, reward, terminated, truncated, info = env.step(1)
-    >>> terminated, -1.0 <= reward <= 1.0, info["hint"] == env.unwrapped.task.kb[0]
+    >>> terminated, -1.0 <= reward <= 1.0, sorted(info) == sorted(env.reset()[1])
     (True, True, True)
+    >>> env.unwrapped.task.kb.hint_for_action(1) == env.unwrapped.task.kb[0]
+    True
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -178,13 +187,11 @@ class Re2LLMEnv(gym.Env):
         self._order: list[int] = [0]
         self._draws: list[int] = []
         self._t = 0
-        self._last: dict[str, Any] | None = None
+        self._last: tuple[int, int] | None = None  # (session, action) of the last step, for render
         # Plain Python lookups keep the per-step cost near that of a classic-control env.
         self._n_actions = self.task.n_actions
-        self._session_ids = [self.task.session_id(i) for i in range(self.task.n_sessions)]
         self._ndcg = self.task.ndcg_of_rank.tolist()
         self._hit = self.task.hit_of_rank.tolist()
-        self._hints = [""] + list(self.task.kb.hints)
 
     @property
     def current_session(self) -> int:
@@ -213,7 +220,7 @@ class Re2LLMEnv(gym.Env):
         self._t = 0
         self._last = None
         i = self._order[0]
-        return self.task.observations[i].copy(), {"session_id": self._session_ids[i], "session_index": i}
+        return self.task.observations[i].copy(), {"session_index": i, **NOT_STEPPED}
 
     def step(self, action):
         if self._t >= len(self._order):
@@ -242,12 +249,9 @@ class Re2LLMEnv(gym.Env):
             reward = ndcg
         else:
             reward = hit
-        info = {
-            "session_id": self._session_ids[i], "session_index": i, "action": a, "hint": self._hints[a],
-            "rank": rank, "baseline_rank": baseline, "rank_known": not free, "ndcg": ndcg, "hit": hit,
-            "no_ranking": no_ranking,
-        }
-        self._last = info
+        info = {"session_index": i, "rank": rank, "baseline_rank": baseline, "rank_known": not free, "ndcg": ndcg,
+                "hit": hit, "no_ranking": no_ranking}
+        self._last = (i, a)
         self._t += 1
         terminated = self._t >= len(self._order)
         obs = task.observations[self._order[-1] if terminated else self._order[self._t]].copy()
@@ -259,15 +263,15 @@ class Re2LLMEnv(gym.Env):
         if self._last is None:
             i = self.current_session
             return f"session {self.task.session_id(i)} (no action yet)\n{self.task.prompt(i, 0)}"
-        info = self._last
-        i, a = info["session_index"], info["action"]
+        i, a = self._last
         self.task.ensure(i, (0, a))
         rank, baseline = self.task.rank(i, a), self.task.rank(i, 0)
         history, candidates = self.task.dataset.session_items(int(self.task.rows[i]))
         target = candidates[int(self.task.dataset.target_pos[self.task.rows[i]])]
-        ranking = self.task.backend.rank([self.task.table.request(self.task.dataset, i).with_hint(info["hint"] or None)])[0]
+        hint = self.task.kb.hint_for_action(a)
+        ranking = self.task.backend.rank([self.task.table.request(self.task.dataset, i).with_hint(hint)])[0]
         top = [candidates[p].title for p in (ranking or [])[:10]]
-        lines = [f"session {info['session_id']}  action {a}  hint: {info['hint'] or '(none)'}",
+        lines = [f"session {self.task.session_id(i)}  action {a}  hint: {hint or '(none)'}",
                  "prompt: " + self.task.prompt(i, a),
                  f"true next item: {target.title}",
                  f"rank with hint: {rank or 'not in top list'}   rank without hint: {baseline or 'not in top list'}",

@@ -142,6 +142,10 @@ class RLRF4RecTask:
     def session_id(self, i: int) -> str:
         return str(self.dataset.session_ids[self.rows[i]])
 
+    def text(self, i: int, action: int) -> str:
+        """The preference text that ``action`` chooses for session ``i`` of the split: ``""`` for action 0."""
+        return self.replies[i][action - 1] if action else ""
+
 
 class RLRF4RecEnv(gym.Env):
     """
@@ -195,17 +199,22 @@ class RLRF4RecEnv(gym.Env):
 
     ## Info
 
+    Reset and step return the same keys, each with one type for the env's lifetime (numbers and bools
+    only, so Gymnasium's vector envs, TorchRL and Minari batch and store them as typed arrays):
+
     | key | type | meaning |
     |---|---|---|
-    | ``session_id`` | str | the session's id in the dataset |
     | ``session_index`` | int | the session's row in the split |
-    | ``action`` | int | the action taken (0 = no text) |
-    | ``text`` | str | the chosen reply, as the writer wrote it; ``""`` for action 0 |
-    | ``well_formed`` | bool | the reply keeps the ``Factors:``/``Preference:`` structure; False for action 0 |
-    | ``rank`` | int | 1-based rank of the true item among the candidates with the text |
-    | ``baseline_rank`` | int | the same without a text |
-    | ``ndcg`` | float | NDCG@10 of ``rank`` |
-    | ``best_ndcg`` | float | the best NDCG@10 of the session's N texts (the oracle's) |
+    | ``well_formed`` | bool | the reply keeps the ``Factors:``/``Preference:`` structure; False for action 0 and at reset |
+    | ``rank`` | int | 1-based rank of the true item among the candidates with the text; -1 at reset |
+    | ``baseline_rank`` | int | the same without a text; -1 at reset |
+    | ``ndcg`` | float | NDCG@10 of ``rank``; 0.0 at reset |
+    | ``best_ndcg`` | float | the best NDCG@10 of the session's N texts (the oracle's), at reset too |
+
+    Texts are not in the info, because a string breaks TorchRL's and Minari's typed storage: the
+    session's id is ``env.unwrapped.task.session_id(info["session_index"])`` and the text of action
+    ``a`` is ``env.unwrapped.task.text(info["session_index"], a)`` (``""`` for action 0). Nor is the
+    action repeated: TorchRL writes info keys beside its own ``action`` entry.
 
     ## Arguments
 
@@ -267,9 +276,10 @@ class RLRF4RecEnv(gym.Env):
         self.action_space = spaces.Discrete(self.task.n_actions)
         self.observation_space = self.task.observation_space
         self._rewards = self.task.rewards()
+        self._best_ndcg = self.task.ndcg[:, 1:].max(axis=1).tolist()
         self._order: list[int] = [0]
         self._t = 0
-        self._last: dict[str, Any] | None = None
+        self._last: tuple[int, int] | None = None  # (session, action) of the last step, for render
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -285,22 +295,20 @@ class RLRF4RecEnv(gym.Env):
                                                 replace=self.sessions_per_episode > n).tolist()
         self._t, self._last = 0, None
         i = self._order[0]
-        return self.task.observations[i].copy(), {"session_id": self._session_id(i), "session_index": i}
-
-    def _session_id(self, i: int) -> str:
-        return self.task.session_id(i)
+        info = {"session_index": i, "well_formed": False, "rank": -1, "baseline_rank": -1, "ndcg": 0.0,
+                "best_ndcg": self._best_ndcg[i]}
+        return self.task.observations[i].copy(), info
 
     def step(self, action):
         if self._t >= len(self._order):
             raise RuntimeError("step() called after the episode ended; call reset() first")
         a = as_action(action, self.task.n_actions)
         task, i = self.task, self._order[self._t]
-        info = {"session_id": self._session_id(i), "session_index": i, "action": a,
-                "text": task.replies[i][a - 1] if a else "", "well_formed": bool(a and task.well_formed[i, a - 1]),
+        info = {"session_index": i, "well_formed": bool(a and task.well_formed[i, a - 1]),
                 "rank": int(task.ranks[i, a]), "baseline_rank": int(task.ranks[i, 0]), "ndcg": float(task.ndcg[i, a]),
-                "best_ndcg": float(task.ndcg[i, 1:].max())}
+                "best_ndcg": self._best_ndcg[i]}
         reward = float(self._rewards[i, a])
-        self._last = info
+        self._last = (i, a)
         self._t += 1
         terminated = self._t >= len(self._order)
         obs = task.observations[self._order[-1] if terminated else self._order[self._t]].copy()
@@ -310,7 +318,7 @@ class RLRF4RecEnv(gym.Env):
         if self.render_mode != "ansi":
             return None
         if self._last is None:
-            return f"session {self._session_id(self._order[0])} (no action yet)"
-        info = self._last
-        return (f"session {info['session_id']}  action {info['action']}  rank {info['rank']} "
-                f"(without text {info['baseline_rank']})\n{info['text']}")
+            return f"session {self.task.session_id(self._order[0])} (no action yet)"
+        i, a = self._last
+        return (f"session {self.task.session_id(i)}  action {a}  rank {int(self.task.ranks[i, a])} "
+                f"(without text {int(self.task.ranks[i, 0])})\n{self.task.text(i, a)}")

@@ -11,6 +11,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rec_gym.envs.re2llm import NOT_STEPPED
 from rec_gym.envs.task import Re2LLMTask
 from rec_gym.feedback.table import NO_RANKING, UNKNOWN
 
@@ -46,9 +47,9 @@ class Re2LLMVectorEnv(VectorEnv):
     ``reset`` and ``step`` returns what ``gymnasium.vector.SyncVectorEnv`` over ``n`` single envs
     returns in the same autoreset mode, given the same seeds and actions: sub-env ``i`` draws its
     sessions from its own generator, seeded ``seed + i`` by ``reset(seed=seed)`` (or ``seed[i]`` for a
-    list), and the infos are Gymnasium's batched dicts, an array per key of
-    :class:`~rec_gym.envs.re2llm.Re2LLMEnv`'s info (str keys as object arrays) beside its ``_key``
-    boolean mask of the sub-envs that reported it.
+    list), and the infos are Gymnasium's batched dicts, a typed array per key of
+    :class:`~rec_gym.envs.re2llm.Re2LLMEnv`'s info (int64, float64 or bool) beside its ``_key``
+    boolean mask of the sub-envs that reported it. Reset and step infos have the same keys.
 
     Autoreset (``autoreset_mode``, a ``gymnasium.vector.AutoresetMode`` or its value):
 
@@ -61,8 +62,9 @@ class Re2LLMVectorEnv(VectorEnv):
     - ``"Disabled"``: a finished sub-env must be reset by ``reset(options={"reset_mask": mask})``
       before it steps again.
 
-    ``reset`` options: ``reset_mask`` (bool array ``(num_envs,)``: reset only those sub-envs) and
-    ``session_index`` (an int for every sub-env, as the single env takes it, or one per sub-env).
+    ``reset`` options: ``reset_mask`` (bool array ``(num_envs,)``: reset only those sub-envs; taken out
+    of the caller's ``options`` dict, as ``SyncVectorEnv`` does, so that wrappers such as
+    ``RecordEpisodeStatistics`` see what they see over ``SyncVectorEnv``) and ``session_index`` (an int for every sub-env, as the single env takes it, or one per sub-env).
     ``infos["session_index"]`` always holds the session whose observation is returned (or, for a
     finished sub-env under next-step or disabled autoreset, the one it ended on). Unknown feedback
     entries are filled by the backend before the step returns, so with a filled table a step is a
@@ -88,8 +90,6 @@ class Re2LLMVectorEnv(VectorEnv):
         self.single_action_space = spaces.Discrete(self.task.n_actions)
         self.observation_space = batch_space(self.single_observation_space, n)
         self.action_space = batch_space(self.single_action_space, n)
-        self._session_ids = np.array([self.task.session_id(i) for i in range(self.task.n_sessions)], dtype=object)
-        self._hints = np.array([""] + list(self.task.kb.hints), dtype=object)
         self._generators: list[np.random.Generator | None] = [None] * n
         self._seeds: list[int | None] = [None] * n
         # Column k is sub-env k's block, so sub-envs drawing in step read one contiguous row.
@@ -128,11 +128,11 @@ class Re2LLMVectorEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != n:
                 raise ValueError(f"reset(seed=[...]) needs one seed per sub-env: num_envs={n}, got {len(seeds)}")
-        options = dict(options or {})
+        options = options if options is not None else {}
         unknown = sorted(set(options) - set(RESET_OPTIONS))
         if unknown:
             raise ValueError(f"reset options {unknown} are not supported; Re2LLMVectorEnv takes {list(RESET_OPTIONS)}")
-        envs = self._all if "reset_mask" not in options else np.flatnonzero(self._reset_mask(options["reset_mask"]))
+        envs = self._all if "reset_mask" not in options else np.flatnonzero(self._reset_mask(options.pop("reset_mask")))
         for k in envs.tolist():
             if seeds[k] is not None:
                 self._generators[k], self._seeds[k] = seeding.np_random(seeds[k])
@@ -220,8 +220,7 @@ class Re2LLMVectorEnv(VectorEnv):
         rewards = np.where(stepping, np.asarray(task.reward(np.maximum(rank, 0), np.maximum(baseline, 0), a),
                                                 dtype=np.float64), 0.0)
         self._t[stepping] += 1
-        info = {"session_id": self._session_ids[i], "session_index": i, "action": a.astype(np.int64),
-                "hint": self._hints[a], "rank": rank, "baseline_rank": baseline, "rank_known": known,
+        info = {"session_index": i, "rank": rank, "baseline_rank": baseline, "rank_known": known,
                 "ndcg": ndcg, "hit": hit, "no_ranking": no_ranking}
         return rewards, info
 
@@ -270,12 +269,14 @@ class Re2LLMVectorEnv(VectorEnv):
     def _reset_info(self, envs: np.ndarray) -> dict[str, np.ndarray]:
         sessions = np.zeros(self.num_envs, dtype=np.int64)
         sessions[envs] = self._order[envs, 0]
-        return {"session_id": self._session_ids[sessions], "session_index": sessions}
+        # np.full with the Python value's type gives the dtype SyncVectorEnv batches it into.
+        return {"session_index": sessions,
+                **{key: np.full(self.num_envs, value, dtype=type(value)) for key, value in NOT_STEPPED.items()}}
 
     def _add_batch(self, infos: dict[str, Any], info: dict[str, np.ndarray], envs: np.ndarray) -> None:
         """Set ``info``'s values of ``envs`` into ``infos`` with ``_key`` masks, as ``VectorEnv._add_info`` does.
 
-        Entries of other sub-envs keep what ``infos`` held, else 0 (``None`` in object arrays).
+        Entries of other sub-envs keep what ``infos`` held, else 0.
         """
         if len(envs) == 0:
             return
@@ -287,8 +288,7 @@ class Re2LLMVectorEnv(VectorEnv):
                 infos[key], infos[f"_{key}"] = values, np.ones(self.num_envs, dtype=bool)
                 continue
             else:
-                array = np.full(self.num_envs, None, dtype=object) if values.dtype == object else \
-                    np.zeros(self.num_envs, dtype=values.dtype)
+                array = np.zeros(self.num_envs, dtype=values.dtype)
                 mask = np.zeros(self.num_envs, dtype=bool)
             array[envs] = values[envs]
             mask[envs] = True
