@@ -245,3 +245,23 @@ def test_two_racing_writers_and_a_reader_never_see_a_mixed_folder(tmp_path):
         assert writer.exitcode == 0
     # Readers take the folder's shared lock, so among processes that follow it nothing is ever refused either.
     assert set(outcomes) == {"ok"}
+
+
+def test_a_cached_recommender_that_fails_its_checks_is_said_once_and_trained_again(capsys):
+    from rec_gym.data import load_dataset
+    from rec_gym.llm import make_llm
+    from rec_gym.recsys.reward import knowledge_recommender
+    from rec_gym.storage import cache_dir
+
+    dataset = load_dataset("synthetic", n_train=40)
+    kwargs = {"encoder": "hashing", "n_texts": 2, "training": {"epochs": 1}, "progress": False}
+    first = knowledge_recommender(dataset, make_llm("simulated"), **kwargs)
+    (folder,) = cache_dir("recsys").iterdir()
+    weights = folder / WEIGHTS_FILE
+    flip_byte(weights, weights.stat().st_size - 3)
+    capsys.readouterr()
+    again = knowledge_recommender(dataset, make_llm("simulated"), **kwargs)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rec_gym:")]
+    assert len(lines) == 1 and "trained again" in lines[0] and str(weights) in lines[0]
+    assert again.weights_hash() == first.weights_hash()  # seeded training, saved again intact
+    assert SASRecRecommender.load(folder).weights_hash() == first.weights_hash()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -156,7 +157,11 @@ def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "
                       n_texts, temperature, training, sessions.fingerprint if sessions is not None else None, length=20)
     folder = cache_dir("recsys") / f"{dataset.name}-ka-{key}"
     if use_cache and (folder / "config.json").is_file():
-        return SASRecRecommender.load(folder, encoder=encoder)  # the caller's own encoder, trained into the cache
+        try:
+            return SASRecRecommender.load(folder, encoder=encoder)  # the caller's own encoder, trained into the cache
+        except ValueError as exc:  # damaged, or its save was killed: it is a cache, so train again
+            print(f"rec_gym: the cached recommender is refused, so it is trained again ({exc})", file=sys.stderr,
+                  flush=True)
     rows = dataset.indices("train")
     replies = generate_preferences(writer, dataset, rows, n=n_texts, temperature=temperature, progress=progress)
     flat = embed_texts([t for texts in replies for t in texts], encoder, progress=progress)
