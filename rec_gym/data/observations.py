@@ -9,8 +9,9 @@ eight training envs and a validation env hold one matrix between them, in the pa
 makes a second process wait for the first build instead of repeating it; a build that is killed
 leaves no matrix behind, and the temporary file it leaves is removed by the next build.
 
-Each matrix has a checksum beside it (``<name>.npy.sha256``, the SHA-256 of the whole ``.npy`` file,
-computed from the bytes as they are written). A process checks it once, the first time it maps the
+Each matrix has a checksum beside it (``<name>.npy.crc32``, the CRC-32 of the whole ``.npy`` file,
+computed from the bytes as they are written; a CRC detects every error burst up to 32 bits, so every
+flipped byte, at twice the speed of SHA-256: the cache is this machine's own, nobody forges it). A process checks it once, the first time it maps the
 file; a file that fails it (a flipped byte, a truncated file) is reported once on stderr and built again.
 """
 
@@ -21,6 +22,7 @@ import io
 import os
 import sys
 import threading
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 OBSERVATIONS = ("embedding", "profile", "embedding+profile")
 # Bump when what a stored observation holds changes.
 OBSERVATION_VERSION = 1
-CHECKSUM_SUFFIX = ".sha256"
+CHECKSUM_SUFFIX = ".crc32"
 _READ_CHUNK = 1 << 24
 _MAPPED: dict[Path, np.ndarray] = {}
 _MAPPED_LOCK = threading.Lock()
@@ -96,17 +98,17 @@ def observation_matrix(dataset: SessionDataset, rows: np.ndarray, observation: s
 
 def observation_file_damage(path: Path, n_rows: int) -> str | None:
     """``None`` when ``path`` holds an intact matrix of ``n_rows`` rows, ``"missing"`` when there is none,
-    else what is wrong with it. Reads the whole file once (about 1 GB/s)."""
+    else what is wrong with it. Reads the whole file once (CRC-32: about 2 GB/s on an idle core)."""
     checksum = Path(str(path) + CHECKSUM_SUFFIX)
     if not path.exists():
         return "missing"
     if not checksum.exists():
         return f"has no checksum file {checksum.name}"
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_READ_CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != checksum.read_text(encoding="ascii", errors="replace").strip():
+    crc, buffer = 0, bytearray(_READ_CHUNK)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buffer):
+            crc = zlib.crc32(memoryview(buffer)[:n], crc)
+    if f"{crc:08x}" != checksum.read_text(encoding="ascii", errors="replace").strip():
         return "fails its checksum (the file was altered or damaged)"
     with open(path, "rb") as fh:
         read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(np.lib.format.read_magic(fh),
@@ -162,11 +164,12 @@ def _write(path: Path, dataset: SessionDataset, rows: np.ndarray, observation: s
     The checksum is computed from the bytes as they are written and lands before the matrix's rename,
     so a matrix in place always has its checksum beside it.
     """
-    digest = hashlib.sha256()
+    crc = 0
 
     def put(fh: BinaryIO, data: bytes) -> None:
+        nonlocal crc
         fh.write(data)
-        digest.update(data)
+        crc = zlib.crc32(data, crc)
 
     def header(shape: tuple[int, int]) -> bytes:
         buffer = io.BytesIO()
@@ -188,4 +191,4 @@ def _write(path: Path, dataset: SessionDataset, rows: np.ndarray, observation: s
             assert written == rows.size
             fh.flush()
             os.fsync(fh.fileno())
-        write_bytes_durably(str(path) + CHECKSUM_SUFFIX, digest.hexdigest().encode("ascii"))
+        write_bytes_durably(str(path) + CHECKSUM_SUFFIX, f"{crc:08x}".encode("ascii"))
