@@ -176,7 +176,7 @@ class SASRecRecommender:
             size = weights_path.stat().st_size
             if not n_bytes < size <= n_bytes + MAX_WEIGHTS_HEADER_BYTES:
                 raise ValueError(f"{weights_path} is {size:,} bytes, but the model in {config_path} needs {n_bytes:,} "
-                                 f"bytes of weights; the two files are not from one save: {RETRAIN}")
+                                 f"bytes of weights (the file is truncated, or from another save); {RETRAIN}")
             weights = read_limited(weights_path, n_bytes + MAX_WEIGHTS_HEADER_BYTES, RETRAIN)
         if "weights_sha256" in info and hashlib.sha256(weights).hexdigest() != info["weights_sha256"]:
             raise ValueError(f"{weights_path} does not match field \"weights_sha256\" of {config_path}: the folder was "
