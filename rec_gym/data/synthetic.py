@@ -185,6 +185,18 @@ def _session(rng: np.random.Generator, preference: str, a: dict[str, np.ndarray]
     return (history, target[0]) if target else None
 
 
+def latent_preference(session_id: str) -> str | None:
+    """The latent preference of a synthetic session, from its id (``"creator-17"`` -> ``"creator"``), one of
+    :data:`PREFERENCES`; ``None`` for an id this generator does not write.
+
+    What a writer that knows the generator may name (see :mod:`rec_gym.llm.simulated_preferences`): the
+    preference's kind comes from here, its value (which genre, decade, director, franchise) from the
+    history, where most items show it.
+    """
+    kind, _, number = str(session_id).rpartition("-")
+    return kind if kind in PREFERENCES and number.isdigit() else None
+
+
 def generate_synthetic(seed: int = 0, n_sessions: int = 4000, n_items: int = 900, n_creators: int = 48,
                        n_franchises: int = 60) -> tuple[Catalog, list[RawSession]]:
     """A catalog of ``n_items`` movies and ``n_sessions`` sessions (``session_id`` = ``"<preference>-<k>"``).

@@ -73,6 +73,8 @@ ASPECT_KEYWORDS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
 )
 NEGATIONS = frozenset(("avoid", "not", "less", "instead", "don't", "dont", "never", "without", "no", "fewer", "over",
                        "than", "unlike"))
+# The simulated preference writer's default chance of naming a session's latent preference (synthetic world).
+DEFAULT_PREFERENCE_FIDELITY = 0.5
 # purpose -> module whose ``write(llm, request) -> str`` simulates that kind of writing.
 SIMULATED_WRITERS = {
     "reflect": "rec_gym.llm.simulated_reflection",
@@ -364,6 +366,10 @@ class SimulatedLLM:
         hint_strength: how much a hint that names one aspect adds to that aspect's weight.
         genre_bonus: score added to candidates of a genre the hint names.
         seed: changes every noise draw; part of ``name`` so that tables never mix seeds.
+        preference_fidelity: the preference writer's chance that a faithful text also names the session's
+            latent preference where the dataset knows it (the synthetic world); see
+            :mod:`rec_gym.llm.simulated_preferences`. Part of ``name`` only when not the default, so the
+            rankings' names (and feedback tables) stay as they were.
 
     Attributes:
         cheap_and_deterministic: ``True``: recomputing an answer costs less than storing it, so
@@ -374,7 +380,7 @@ class SimulatedLLM:
     VERSION = "simulated-v2"
 
     def __init__(self, session_noise: float = 0.35, hint_noise: float = 0.08, hint_strength: float = 3.0,
-                 genre_bonus: float = 0.8, seed: int = 0) -> None:
+                 genre_bonus: float = 0.8, seed: int = 0, preference_fidelity: float = DEFAULT_PREFERENCE_FIDELITY) -> None:
         self.session_noise = float(session_noise)
         self.hint_noise = float(hint_noise)
         self.hint_strength = float(hint_strength)
@@ -382,6 +388,11 @@ class SimulatedLLM:
         self.seed = int(seed)
         self.name = (f"{self.VERSION}(session_noise={self.session_noise},hint_noise={self.hint_noise},"
                      f"hint_strength={self.hint_strength},genre_bonus={self.genre_bonus},seed={self.seed})")
+        if not 0.0 <= float(preference_fidelity) <= 1.0:
+            raise ValueError(f"preference_fidelity must be in [0, 1], got {preference_fidelity}")
+        self.preference_fidelity = float(preference_fidelity)
+        if self.preference_fidelity != DEFAULT_PREFERENCE_FIDELITY:
+            self.name = f"{self.name[:-1]},preference_fidelity={self.preference_fidelity})"
         self._catalog_arrays: tuple[object, ItemArrays] | None = None
 
     def __getstate__(self) -> dict[str, object]:

@@ -20,6 +20,27 @@ What it writes, given ``request.context["history"]`` (the session's items, oldes
   the required ``Factors: ... / Preference: ...`` structure. The higher the temperature (capped at
   1.5), the likelier the last three: at temperature 1, 60% faithful, 15% unhelpful, 15% wrong, 10%
   broken structure.
+
+What each kind of text carries:
+
+==========  ======================================================================================
+kind        what it says
+==========  ======================================================================================
+faithful    facts of the history's items (above); in the synthetic world, with probability
+            ``preference_fidelity`` (a kwarg of the simulated backend, default 0.5), also the
+            session's latent preference, named first (:func:`latent_phrase`): the genre, decade,
+            director or franchise most of the history shows, the obscure or blockbuster tier, or
+            the director and era of the most recent item. The greedy text names it whenever the
+            fidelity is above 0.
+unhelpful   ``Factors: taste`` and a generic sentence true of anyone: no fact at all.
+wrong       genres the history does not have, the opposite popularity level and an era it lacks.
+broken      a faithful preference without the ``Factors:``/``Preference:`` structure.
+==========  ======================================================================================
+
+On real data (no latent preference is known, ``request.context["latent"]`` is absent) faithful texts
+carry the history's facts only. The latent preference is what the generator of the synthetic world
+drew; an LLM reading the titles could at best infer it, so ``preference_fidelity`` says how often the
+simulated writer does. :func:`text_kind` tells which kind a reply is, for any writer's replies.
 """
 
 from __future__ import annotations
@@ -33,8 +54,9 @@ from rec_gym.data.types import Item, title_words
 from rec_gym.llm.protocol import GenerateRequest
 from rec_gym.storage import stable_hash
 
-# Keys cached replies: bumped whenever the texts this module writes change (v2: ties among title words).
-VERSION = "preference-writer-v2"
+# Keys cached replies: bumped whenever the texts this module writes change (v2: ties among title words;
+# v3: faithful texts may name the synthetic session's latent preference).
+VERSION = "preference-writer-v3"
 
 if TYPE_CHECKING:
     from rec_gym.llm.simulated import SimulatedLLM
@@ -81,6 +103,37 @@ def supported_factors(history: Sequence[Item], domain: str) -> dict[str, str]:
     return factors
 
 
+def latent_phrase(history: Sequence[Item], latent: str, domain: str) -> tuple[str, str]:
+    """``(factor name, phrase)`` naming a synthetic session's latent preference (a
+    :data:`~rec_gym.data.synthetic.PREFERENCES` kind), its value read from the history, where most items show it."""
+    noun = "game" if domain == "game" else "movie"
+    last = history[-1]
+    if latent == "genre":
+        genre = Counter(g for item in history for g in item.genres).most_common(1)[0][0]
+        return "genre", f"wants {genre} {noun}s above all"
+    if latent == "era":
+        decade = Counter(item.year // 10 * 10 for item in history if item.year is not None).most_common(1)[0][0]
+        return "era", f"wants {noun}s of the {decade}s above all"
+    if latent == "creator":
+        creator = Counter(item.creator for item in history if item.creator).most_common(1)[0][0]
+        return "creator", f"wants more by {creator} above all"
+    if latent == "niche":
+        return "popularity", f"wants obscure, niche {noun}s above all"
+    if latent == "popular":
+        return "popularity", f"wants blockbuster {noun}s above all"
+    if latent == "franchise":
+        words = Counter(w for item in history for w in sorted(title_words(item.title)))
+        shared = sorted(words.items(), key=lambda wc: (-wc[1], wc[0]))[0][0]
+        return "franchise", f"wants the next part of the {shared} franchise above all"
+    era = f", from the {last.year // 10 * 10}s" if last.year is not None else ""
+    return "recent", f"wants more by {last.creator or 'the same creator'} like the most recent one{era}, above all"
+
+
+def _first(named: dict[str, str], factors: dict[str, str]) -> dict[str, str]:
+    """``named`` first, then the factors it does not replace (a latent era replaces the history's era)."""
+    return {**named, **{k: v for k, v in factors.items() if k not in named}}
+
+
 def _render(factors: dict[str, str], domain: str) -> str:
     noun = "game" if domain == "game" else "movie"
     names = ", ".join(factors) or "none"
@@ -97,10 +150,16 @@ def write(llm: "SimulatedLLM", request: GenerateRequest) -> str:
         raise ValueError("the simulated preference writer needs request.context['history'] (the session's items); "
                          "build requests with rec_gym.recsys.preferences.preference_request")
     factors = supported_factors(history, domain)
+    latent = context.get("latent")
+    fidelity = float(getattr(llm, "preference_fidelity", 0.0))
+    named = dict([latent_phrase(history, str(latent), domain)]) if latent else {}
     if request.temperature == 0:
-        return _render(factors, domain)
+        return _render(_first(named if fidelity > 0 else {}, factors), domain)
     rng = np.random.default_rng(int(stable_hash("preference", llm.seed, [i.item_id for i in history], request.sample,
                                                 request.temperature), 16))
+    # Drawn first, whenever there is a latent preference, so that the fidelity changes whether a text names
+    # it, never which kind a sample is or which other factors it names (nor anything on real data).
+    names_latent = bool(named) and rng.random() < fidelity
     heat = min(float(request.temperature), 1.5)
     probs = _BASE_PROBS * np.array([1.0, heat, heat, heat])
     kind = KINDS[int(rng.choice(len(KINDS), p=probs / probs.sum()))]
@@ -119,8 +178,38 @@ def write(llm: "SimulatedLLM", request: GenerateRequest) -> str:
     names = list(factors)
     size = int(rng.integers(1, min(3, len(names)) + 1)) if names else 0
     chosen = sorted(rng.choice(len(names), size=size, replace=False).tolist()) if size else []
-    text = _render({names[i]: factors[names[i]] for i in chosen}, domain)
+    text = _render(_first(named if names_latent else {}, {names[i]: factors[names[i]] for i in chosen}), domain)
     if kind == "broken":
         # The preference without its required structure: the kind of reply structure alignment rejects.
         return text.split("Preference: ", 1)[1].replace("The user", "I think this user", 1)
     return text
+
+
+def text_kind(reply: str, history: Sequence[Item], domain: str, latent: str | None = None) -> str:
+    """Which of :data:`KINDS` a reply (any writer's) is, judged against the history's facts.
+
+    ``broken``: it breaks the ``Factors:``/``Preference:`` structure. ``faithful``: every statement of
+    its preference (``;``-separated) is a fact the history supports (:func:`supported_factors`) or the
+    latent preference (:func:`latent_phrase`, when ``latent`` is given). ``unhelpful``: it states none of
+    those and nothing else but generic taste (``Factors: taste``, or a preference naming no genre, decade,
+    creator or title of the catalog's kind of facts). ``wrong``: anything else (a statement the history
+    does not support).
+    """
+    from rec_gym.recsys.preferences import parse_preference
+
+    parsed = parse_preference(reply)
+    if parsed is None:
+        return "broken"
+    body = parsed.preference.strip()
+    body = body[len("The user "):] if body.startswith("The user ") else body
+    statements = [part.strip().rstrip(".").strip() for part in body.split(";") if part.strip().rstrip(".").strip()]
+    known = set(supported_factors(history, domain).values())
+    if latent:
+        known.add(latent_phrase(history, latent, domain)[1])
+    if statements and all(statement in known for statement in statements):
+        return "faithful"
+    noun = "game" if domain == "game" else "movie"
+    generic = {g.format(noun=noun) for g in _GENERIC} | {f"has no clear taste in {noun}s"}
+    if parsed.factors == ("taste",) or all(statement in generic for statement in statements):
+        return "unhelpful"
+    return "wrong"

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rec_gym.data.embeddings import TextEncoder, _encode_with_progress, make_encoder
+from rec_gym.data.synthetic import latent_preference
 from rec_gym.data.types import Item, SessionDataset
 from rec_gym.llm.protocol import GenerateRequest, can_write
 
@@ -50,11 +51,23 @@ def preference_prompt(history: Sequence[Item], domain: str) -> str:
 
 
 def preference_request(history: Sequence[Item], domain: str, sample: int = 0, temperature: float = DEFAULT_TEMPERATURE,
-                       max_new_tokens: int = MAX_NEW_TOKENS) -> GenerateRequest:
-    """The generation request for one sample of one session's preference text."""
+                       max_new_tokens: int = MAX_NEW_TOKENS, latent: str | None = None) -> GenerateRequest:
+    """The generation request for one sample of one session's preference text.
+
+    ``latent``: the session's latent preference where the dataset knows it (:func:`session_latent`); only
+    the simulated writer reads it (``context["latent"]``), never the prompt a model sees.
+    """
     return GenerateRequest((("system", _SYSTEM), ("user", preference_prompt(history, domain))), purpose="preference",
                            template_version=TEMPLATE_VERSION, max_new_tokens=max_new_tokens, temperature=temperature,
-                           sample=sample, context={"history": tuple(history), "domain": domain})
+                           sample=sample, context={"history": tuple(history), "domain": domain,
+                                                   **({"latent": latent} if latent else {})})
+
+
+def session_latent(dataset: SessionDataset, row: int) -> str | None:
+    """The latent preference of session ``row`` in the synthetic world (its generator drew it), else ``None``."""
+    if dataset.name != "synthetic":
+        return None
+    return latent_preference(str(dataset.session_ids[int(row)]))
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,9 @@ def generate_preferences(writer: Any, dataset: SessionDataset, rows: Sequence[in
             requests = []
             for row in rows[start:start + sessions_per_batch]:
                 history = dataset.session_items(row)[0]
-                requests += [preference_request(history, dataset.domain, s, temperature) for s in range(n)]
+                latent = session_latent(dataset, row)
+                requests += [preference_request(history, dataset.domain, s, temperature, latent=latent)
+                             for s in range(n)]
             texts = writer.write(requests)
             replies += [texts[k:k + n] for k in range(0, len(texts), n)]
             bar.update(len(requests))
