@@ -62,7 +62,7 @@ def test_simulated_fill_on_ray_equals_one_process_and_a_rerun_sends_only_missing
     assert precompute(tmp_path / "one.npz", *sets, on_ray=False) == 0
     assert precompute(tmp_path / "ray.npz", *sets) == 0
     out = capsys.readouterr().out
-    assert "Ray: 2 workers (1 CPUs, 0 GPUs each)" in out and f"{N_TRAIN * 24}/{N_TRAIN * 24} pairs known" in out
+    assert "Ray: 2 worker(s) of simulated" in out and "each with 1 CPU(s) and 0 GPU(s)" in out and f"{N_TRAIN * 24}/{N_TRAIN * 24} pairs known" in out
     reference = assert_same_entries(tmp_path / "ray.npz", tmp_path / "one.npz", known=N_TRAIN * 24)
 
     # A table that knows every other session: the rerun computes exactly the others.
@@ -138,7 +138,7 @@ def test_a_worker_killed_mid_block_is_restarted_and_its_block_sent_again_losing_
     assert_same_entries(tmp_path / "ray.npz", tmp_path / "one.npz")
     computed = _log(calls)
     assert set(computed) == set(_log(tmp_path / "reference.log"))  # the same requests, nothing else
-    assert pairs < len(computed) < pairs + 42  # the killed block's finished requests were computed again
+    assert pairs < len(computed) <= pairs + 42  # the killed block's finished requests were computed again
 
 
 def _expected_ranks(table: FeedbackTable, nonsense_hint: str) -> np.ndarray:
@@ -186,7 +186,8 @@ def test_without_ray_the_option_names_the_extra_and_rec_gym_never_imports_ray(tm
     monkeypatch.setitem(sys.modules, "ray", None)  # what an installation without Ray gives
     monkeypatch.delitem(sys.modules, "rec_gym.feedback.distributed", raising=False)
     assert precompute(tmp_path / "t.npz") == 1  # what the machine lacks
-    assert "needs Ray: pip install 'rec_gym[ray]'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "rec-gym precompute --ray needs the [ray] extra" in err and f"pip install -e '{ROOT}[ray]'" in err
 
 
 def test_several_base_urls_without_ray_are_refused_with_the_way_out(tmp_path, capsys):

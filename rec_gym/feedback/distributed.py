@@ -51,13 +51,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
+
+from rec_gym.extras import MissingExtra
 
 try:
     import ray
     import ray.exceptions
-except ImportError:  # pragma: no cover - depends on the installation
-    raise ImportError("rec-gym precompute --ray needs Ray: pip install 'rec_gym[ray]' (in a checkout: "
-                      "pip install -e '.[ray]')") from None
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise MissingExtra("rec-gym precompute --ray", "ray", exc) from None
 
 from rec_gym.data.types import SessionDataset
 from rec_gym.feedback.precompute import (announce, check_set_options, finish, keeps_response_cache, session_groups,
@@ -268,8 +270,6 @@ def fill_on_ray(args: argparse.Namespace, kwargs: dict[str, Any], open_task: Cal
     ``kwargs`` are the env's arguments; ``open_task(backend)`` returns the env's task around ``backend``,
     with the table's path (:func:`rec_gym.cli.precompute.open_task`).
     """
-    from tqdm.auto import tqdm
-
     workers: list[Any] = []
     try:
         spec = kwargs.get("llm", "simulated")
@@ -290,28 +290,25 @@ def fill_on_ray(args: argparse.Namespace, kwargs: dict[str, Any], open_task: Cal
         rows = np.arange(len(task.rows))
         columns, wanted = wanted_pairs(task, table, rows, args)
         announce(task, table, rows, columns, wanted, args)
-        print(f"Ray: {len(workers)} workers ({args.worker_cpus:g} CPUs, {args.worker_gpus:g} GPUs each) of {names[0]}"
-              + (f" over {len(urls)} servers" if len(urls) > 1 else ""), flush=True)
+        print(f"Ray: {len(workers)} worker(s) of {names[0]}" + (f" over {len(urls)} servers" if len(urls) > 1 else "")
+              + f", each with {args.worker_cpus:g} CPU(s) and {args.worker_gpus:g} GPU(s)", flush=True)
         job = FillJob(task.dataset, task.rows, table.provenance, [table.columns[int(c)] for c in columns],
                       table.max_rank, args.sessions_per_batch)
         job_ref = ray.put(job)
         blocks = _blocks(rows, wanted, table, columns, args.block_sessions)
-        return _dispatch(args, table, rows, columns, wanted, blocks, workers, names, job_ref, tqdm)
-    except (ValueError, OSError) as exc:
-        print(f"rec-gym precompute: error: {exc}", file=sys.stderr)
-        return 2
+        return _dispatch(args, table, rows, columns, wanted, blocks, workers, names, job_ref)
     except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
         cause = str(exc).strip().splitlines()[-1]  # Ray's message ends with the worker's exception
         print(f"rec-gym precompute: error: a worker could not build its backend: {cause}", file=sys.stderr)
-        return 2
+        return 1
     finally:
         for worker in workers:
             ray.kill(worker)
 
 
 def _dispatch(args: argparse.Namespace, table: FeedbackTable, rows: np.ndarray, columns: np.ndarray,
-              wanted: np.ndarray, blocks: list[Block], workers: list[Any], endpoints: list[str], job_ref: Any,
-              tqdm: Any) -> int:
+              wanted: np.ndarray, blocks: list[Block], workers: list[Any], endpoints: list[str], job_ref: Any
+              ) -> int:
     """Send ``blocks`` to the workers until every pair is answered or no worker may take what is left.
 
     ``endpoints[k]`` is worker ``k``'s backend name, which says which server it talks to: a block is
@@ -346,6 +343,12 @@ def _dispatch(args: argparse.Namespace, table: FeedbackTable, rows: np.ndarray, 
                       file=sys.stderr, flush=True)
                 queue.appendleft(block)
                 continue
+            except ray.exceptions.RayTaskError as exc:
+                # The backend raised something the protocol does not name: stop, keeping every answer.
+                print(f"stopped: worker {k} failed: {str(exc).strip().splitlines()[-1]}", file=sys.stderr, flush=True)
+                queue.appendleft(block)
+                status = 1
+                break
             answered = _take(table, block, result, columns)
             filled += answered
             unsaved += answered
