@@ -31,7 +31,8 @@ worker keys answers by its own URL.
 
 Faults: a worker process that dies (killed, out of memory) is started again by Ray (up to
 :data:`MAX_RESTARTS` times) and its block is sent again (up to :data:`MAX_TASK_RETRIES` times). A
-worker that cannot be brought back is given no more blocks, and its block goes to another. Every
+worker that cannot be brought back is given no more blocks, and its block goes to another. A backend
+that raises an error the protocol does not name stops the run with status 1, keeping every answer. Every
 worker keeps the response cache a single-process fill keeps, in its own machine's cache folder (or
 ``--response-cache``, which must then be a path every node can write), so a rerun of a killed run
 computes only what no worker finished. Ray is imported only here, never by ``import rec_gym``;
