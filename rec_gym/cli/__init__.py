@@ -1,14 +1,14 @@
 """The ``rec-gym`` command: one module per command group, one error policy.
 
-========================  ==========================================================
+========================  ================================================================
 module                    commands
-========================  ==========================================================
+========================  ================================================================
 :mod:`.envs`              ``envs``, ``show``
 :mod:`.precompute`        ``precompute``
 :mod:`.knowledge`         ``build-kb``
 :mod:`.agents`            ``train``, ``evaluate``, ``benchmark``
-:mod:`.recsys`            ``train-recsys``, ``dpo-data``, ``dpo-train``
-========================  ==========================================================
+:mod:`.recsys`            ``train-recsys``, ``dpo-data``, ``dpo-train``, ``rlrf4rec-loop``
+========================  ================================================================
 
 Each module maps its command names to ``(configure, run, one-line help)``; the library code they
 call never imports this package.

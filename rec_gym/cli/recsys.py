@@ -1,4 +1,4 @@
-"""`rec-gym train-recsys`, `dpo-data` and `dpo-train`: the RLRF4Rec commands."""
+"""`rec-gym train-recsys`, `dpo-data`, `dpo-train` and `rlrf4rec-loop`: the RLRF4Rec commands."""
 
 from __future__ import annotations
 
@@ -159,6 +159,30 @@ def run_dpo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_rlrf4rec_loop(parser: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    from rec_gym.recsys.loop import LoopConfig
+
+    parser.add_argument("--out", required=True, help="folder for the rounds, the summary and the plot; a folder "
+                        "holding an unfinished run with the same settings is resumed")
+    for field in fields(LoopConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+                            help="(default: %(default)s)")
+
+
+def run_rlrf4rec_loop(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from rec_gym.recsys.loop import LoopConfig, run_loop
+
+    config = LoopConfig(**{f.name: getattr(args, f.name) for f in fields(LoopConfig)})
+    summary = run_loop(args.out, config)
+    print(f"{len(summary['rounds']) - 1} DPO round(s) in {args.out}; figures in {args.out}/summary.md and "
+          f"{args.out}/rounds.png")
+    return 0
+
+
 COMMANDS = {
     "train-recsys": (configure_train_recsys, run_train_recsys,
                      "train and evaluate SASRec (plain or knowledge-augmented) on a dataset"),
@@ -166,4 +190,6 @@ COMMANDS = {
                  "write DPO preference pairs (best vs worst preference text per session) from an RLRF4Rec env"),
     "dpo-train": (configure_dpo_train, run_dpo_train,
                   "tune an hf: model on DPO pairs with TRL's DPOTrainer (the [dpo] extra)"),
+    "rlrf4rec-loop": (configure_rlrf4rec_loop, run_rlrf4rec_loop,
+                      "RLRF4Rec's loop on a CPU: fine-tune a tiny writer, then rounds of sample, score, pair, DPO"),
 }

@@ -57,21 +57,11 @@ def preference_pairs(task: Any, margin: float = 0.0) -> tuple[list[dict[str, Any
                   "score": "NDCG@10 of the knowledge-augmented SASRec over the session's candidates"}
     pairs = []
     for i in range(task.n_sessions):
-        counts.sessions += 1
-        scores, ok = task.ndcg[i, 1:], task.well_formed[i]
-        if not ok.any():
-            counts.dropped_malformed += 1
+        scores = task.ndcg[i, 1:]
+        picked = pick_pair(scores, task.well_formed[i], margin, counts)
+        if picked is None:
             continue
-        good = np.flatnonzero(ok)
-        chosen = int(good[np.argmax(scores[good])])
-        bad = np.flatnonzero(~ok)
-        if bad.size:
-            rejected, kind = int(bad[np.argmin(scores[bad])]), "structure"
-        else:
-            rejected, kind = int(good[np.argmin(scores[good])]), "score"
-            if scores[chosen] - scores[rejected] <= margin:
-                counts.dropped_margin += 1
-                continue
+        chosen, rejected, kind = picked
         row = int(task.rows[i])
         request = preference_request(task.dataset.session_items(row)[0], task.dataset.domain)
         pairs.append({"prompt": request.as_dicts(),
@@ -80,9 +70,31 @@ def preference_pairs(task: Any, margin: float = 0.0) -> tuple[list[dict[str, Any
                       "chosen_score": float(scores[chosen]), "rejected_score": float(scores[rejected]),
                       "no_text_score": float(task.ndcg[i, 0]), "kind": kind,
                       "session_id": str(task.dataset.session_ids[row]), "provenance": provenance})
-        counts.pairs += 1
-        counts.structure += kind == "structure"
     return pairs, counts
+
+
+def pick_pair(scores: np.ndarray, well_formed: np.ndarray, margin: float,
+              counts: PairCounts) -> tuple[int, int, str] | None:
+    """``(chosen, rejected, kind)`` among one session's replies (``scores``, ``well_formed``: ``(N,)``), as the
+    module says, or ``None`` when the session gives no pair; ``counts`` records what happened."""
+    counts.sessions += 1
+    ok = np.asarray(well_formed, dtype=bool)
+    if not ok.any():
+        counts.dropped_malformed += 1
+        return None
+    good = np.flatnonzero(ok)
+    chosen = int(good[np.argmax(scores[good])])
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        rejected, kind = int(bad[np.argmin(scores[bad])]), "structure"
+    else:
+        rejected, kind = int(good[np.argmin(scores[good])]), "score"
+        if scores[chosen] - scores[rejected] <= margin:
+            counts.dropped_margin += 1
+            return None
+    counts.pairs += 1
+    counts.structure += kind == "structure"
+    return chosen, rejected, kind
 
 
 def write_pairs(pairs: list[dict[str, Any]], out: str | os.PathLike) -> Path:
