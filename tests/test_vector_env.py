@@ -171,7 +171,7 @@ def test_disabled_autoreset_refuses_to_step_a_finished_sub_env():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"options": {"session_index": 40}}, r"options\['session_index'\]=40 is out of range for split 'train' with 40"),
-    ({"options": {"start": 1}}, r"reset options \['start'\] are not supported"),
+    ({"options": {"start": 1}}, r"reset option 'start' is not accepted; the accepted options are 'session_index', 'reset_mask'"),
     ({"options": {"reset_mask": [True, False]}}, r"reset_mask'\] must be a bool NumPy array of shape \(2,\)"),
     ({"options": {"reset_mask": np.zeros(2, dtype=bool)}}, "selects no sub-env"),
     ({"seed": [1, 2, 3]}, r"one seed per sub-env: num_envs=2, got 3"),
@@ -185,3 +185,25 @@ def test_bad_reset_arguments_name_the_value(kwargs, message):
 def test_unknown_autoreset_mode_lists_the_modes():
     with pytest.raises(ValueError, match=r"autoreset_mode='sometimes' is not one of \['NextStep', 'SameStep', 'Disabled'\]"):
         Re2LLMVectorEnv(num_envs=2, autoreset_mode="sometimes", **KWARGS)
+
+
+def test_hint_set_columns_of_a_shared_table_do_not_keep_the_env_looking_for_unknown_entries(tmp_path):
+    from rec_gym.envs.compose import Re2LLMComposeEnv
+
+    path = tmp_path / "table.npz"
+    compose = Re2LLMComposeEnv(max_hints=2, feedback_table=path, **KWARGS)  # adds hint-set columns to the file
+    for session in range(3):
+        compose.reset(options={"session_index": session})
+        compose.step(3)
+        compose.step(5)
+    compose.close()
+    venv = Re2LLMVectorEnv(num_envs=2, feedback_table=path, **KWARGS)
+    assert venv.task.table.ranks.shape[1] > venv.task.n_actions  # the composition's columns are in the table
+    assert venv._complete is False  # its one-hint columns are not filled yet
+    venv.task.fill_all(progress=False)
+    assert not venv.task.table.complete  # the hint-set columns stay unfilled for most sessions
+    venv.reset(seed=0)
+    venv.step(np.array([1, 2]))
+    assert venv._complete is True  # no more looking for unknown entries on each step
+    again = Re2LLMVectorEnv(num_envs=2, feedback_table=path, **KWARGS)
+    assert again._complete is True

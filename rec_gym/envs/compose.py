@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from rec_gym.data.types import SessionDataset
 from rec_gym.envs.actions import as_action
+from rec_gym.envs.arguments import check_choice, check_int
 from rec_gym.envs.re2llm import UnsupportedRenderMode
 from rec_gym.envs.task import Re2LLMTask
 from rec_gym.feedback.table import NO_RANKING
@@ -60,7 +61,8 @@ class Re2LLMComposeEnv(gym.Env):
     ## Starting State
 
     ``reset`` draws a session uniformly from the split with the generator seeded by
-    ``reset(seed=...)``; ``reset(options={"session_index": i})`` takes session ``i`` of the split.
+    ``reset(seed=...)``; ``reset(options={"session_index": i})`` takes session ``i`` of the split (an int or
+    NumPy integer; ``session_index`` is the only option).
     No hint is chosen.
 
     ## Episode End
@@ -134,14 +136,15 @@ class Re2LLMComposeEnv(gym.Env):
                  reward_shaping: str = "final", render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UnsupportedRenderMode(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
-        if reward_shaping not in SHAPINGS:
-            raise ValueError(f"reward_shaping={reward_shaping!r} is not one of {SHAPINGS}")
+        check_choice("reward_shaping", reward_shaping, SHAPINGS)
+        max_hints = check_int("max_hints", max_hints, minimum=1)
         self.task = Re2LLMTask(dataset, data_dir, llm, kb, reward, split, n_candidates, seed, encoder, n_train,
                                feedback_table, llm_kwargs, observation=observation)
         n_hints = len(self.task.kb)
-        if not 1 <= int(max_hints) <= n_hints:
-            raise ValueError(f"max_hints must lie in 1..{n_hints} (the knowledge base's size), got {max_hints}")
-        self.max_hints = int(max_hints)
+        if max_hints > n_hints:
+            raise ValueError(f"max_hints={max_hints} is out of range; give an int in 1..{n_hints} "
+                             "(the knowledge base's size)")
+        self.max_hints = max_hints
         self.reward_shaping = reward_shaping
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(n_hints + 1)
@@ -204,7 +207,7 @@ class Re2LLMComposeEnv(gym.Env):
     def step(self, action):
         if self._done:
             raise RuntimeError("step() called after the episode ended; call reset() first")
-        a = as_action(action, self.action_space.n)
+        a = as_action(action, self.action_space)
         before = list(self._chosen)
         if a and a not in self._chosen:
             self._chosen.append(a)

@@ -12,6 +12,7 @@ from pettingzoo import ParallelEnv
 
 from rec_gym.data.types import SessionDataset
 from rec_gym.envs.actions import as_action
+from rec_gym.envs.arguments import check_choice, check_int
 from rec_gym.envs.re2llm import UnsupportedRenderMode
 from rec_gym.envs.task import Re2LLMTask
 from rec_gym.feedback.table import NO_RANKING
@@ -36,22 +37,20 @@ class HintTeamParallelEnv(ParallelEnv):
                  render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UnsupportedRenderMode(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode={reward_mode!r} is not one of {REWARD_MODES}")
-        if int(n_agents) < 1:
-            raise ValueError(f"n_agents must be >= 1, got {n_agents}")
+        check_choice("reward_mode", reward_mode, REWARD_MODES)
+        n_agents = check_int("n_agents", n_agents, minimum=1)
         self.task = Re2LLMTask(dataset, data_dir, llm, kb, "ndcg_gain", split, n_candidates, seed, encoder, n_train,
                                feedback_table, llm_kwargs, observation=observation)
         self.reward_mode = reward_mode
         self.render_mode = render_mode
-        self.possible_agents = [f"retriever_{k}" for k in range(int(n_agents))]
+        self.possible_agents = [f"retriever_{k}" for k in range(n_agents)]
         self.agents: list[str] = []
         n_actions = self.task.n_actions
         self._action_spaces = {a: spaces.Discrete(n_actions) for a in self.possible_agents}
         self._observation_spaces = {a: spaces.Box(self.task.observation_space.low, self.task.observation_space.high,
                                                   dtype=np.float32) for a in self.possible_agents}
         self._columns: dict[frozenset[int], int] = {}
-        self._n_agents = int(n_agents)
+        self._n_agents = n_agents
         self._rng, _ = seeding.np_random(None)
         self._session = 0
         self._last: dict[str, Any] = {}
@@ -81,7 +80,8 @@ class HintTeamParallelEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._rng, _ = seeding.np_random(seed)
-        self._session = self.task.start_session(options, self._rng)
+        # PettingZoo's own API test resets with options={"options": 1}: other keys warn instead of raising.
+        self._session = self.task.start_session(options, self._rng, warn_unknown=True)
         self.agents = list(self.possible_agents)
         self._last = {}
         obs = self.task.observations[self._session]
@@ -101,7 +101,7 @@ class HintTeamParallelEnv(ParallelEnv):
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise ValueError(f"no action for agent(s) {missing}; every agent acts on every step")
-        chosen = {agent: as_action(actions[agent], self.task.n_actions) for agent in self.agents}
+        chosen = {agent: as_action(actions[agent], self._action_spaces[agent]) for agent in self.agents}
         team = frozenset(chosen.values()) - {0}
         baseline, _ = self.team_rank(frozenset())
         rank, no_ranking = self.team_rank(team)

@@ -53,7 +53,10 @@ With ``S`` the set of distinct hints chosen and ``T(S) = NDCG@10(S) - NDCG@10({}
 ## Starting State and Episode End
 
 ``reset(seed=...)`` draws a session uniformly from the split (``options={"session_index": i}`` takes
-session ``i``). One simultaneous step ends the episode: every agent is terminated, none truncated.
+session ``i``, an int or NumPy integer; ``session_index`` is the only option, and another key is
+said in a ``UserWarning`` and ignored, because PettingZoo's API test passes one). One simultaneous step
+ends the episode: every agent is terminated, none truncated. An agent's action is what its
+``Discrete`` space's ``contains`` accepts, bools aside.
 
 ## Info
 

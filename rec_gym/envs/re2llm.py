@@ -10,7 +10,8 @@ from gymnasium import spaces
 
 from rec_gym.data.types import SessionDataset
 from rec_gym.envs.actions import as_action
-from rec_gym.envs.task import Re2LLMTask
+from rec_gym.envs.arguments import check_int, check_reset_options, check_session_index
+from rec_gym.envs.task import RESET_OPTIONS, Re2LLMTask
 from rec_gym.feedback.table import NO_RANKING, UNKNOWN
 from rec_gym.knowledge.base import KnowledgeBase
 from rec_gym.llm.protocol import LLMBackend
@@ -87,7 +88,8 @@ class Re2LLMEnv(gym.Env):
 
     ``reset`` draws the episode's sessions uniformly from the split, without replacement, with the
     generator seeded by ``reset(seed=...)``. ``reset(options={"session_index": i})`` starts at session
-    ``i`` of the split and walks the split in order (what evaluation uses).
+    ``i`` of the split and walks the split in order (what evaluation uses); ``i`` is an int or NumPy
+    integer, and ``session_index`` is the only option (another key raises ``ValueError``).
 
     ## Episode End
 
@@ -175,13 +177,12 @@ class Re2LLMEnv(gym.Env):
                  recommender: "str | os.PathLike | Any | None" = None, render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UnsupportedRenderMode(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
-        if int(sessions_per_episode) < 1:
-            raise ValueError(f"sessions_per_episode must be >= 1, got {sessions_per_episode}")
+        sessions_per_episode = check_int("sessions_per_episode", sessions_per_episode, minimum=1)
         self.task = Re2LLMTask(dataset, data_dir, llm, kb, reward, split, n_candidates, seed, encoder, n_train,
                                feedback_table, llm_kwargs, observation=observation, reward_source=reward_source,
                                recommender=recommender)
         self.render_mode = render_mode
-        self.sessions_per_episode = int(sessions_per_episode)
+        self.sessions_per_episode = sessions_per_episode
         self.action_space = spaces.Discrete(self.task.n_actions)
         self.observation_space = self.task.observation_space
         self._order: list[int] = [0]
@@ -189,7 +190,6 @@ class Re2LLMEnv(gym.Env):
         self._t = 0
         self._last: tuple[int, int] | None = None  # (session, action) of the last step, for render
         # Plain Python lookups keep the per-step cost near that of a classic-control env.
-        self._n_actions = self.task.n_actions
         self._ndcg = self.task.ndcg_of_rank.tolist()
         self._hit = self.task.hit_of_rank.tolist()
 
@@ -203,12 +203,11 @@ class Re2LLMEnv(gym.Env):
         if seed is not None:
             self._draws = []
         n = self.task.n_sessions
-        start = (options or {}).get("session_index")
+        # (None, what every reset in training passes, skips the check: this env resets every step.)
+        start = None if options is None else check_reset_options(options, RESET_OPTIONS).get("session_index")
         if start is not None:
-            if not 0 <= int(start) < n:
-                raise ValueError(f"options['session_index']={start} is out of range for split "
-                                 f"{self.task.split!r} with {n} sessions")
-            self._order = [(int(start) + k) % n for k in range(self.sessions_per_episode)]
+            start = check_session_index(start, n, self.task.split)
+            self._order = [(start + k) % n for k in range(self.sessions_per_episode)]
         elif self.sessions_per_episode == 1:
             if not self._draws:
                 # Drawn in blocks from the seeded generator: the same sequence, a fraction of the cost.
@@ -225,7 +224,7 @@ class Re2LLMEnv(gym.Env):
     def step(self, action):
         if self._t >= len(self._order):
             raise RuntimeError("step() called after the episode ended; call reset() first")
-        a = as_action(action, self._n_actions)
+        a = as_action(action, self.action_space)
         task = self.task
         i = self._order[self._t]
         ranks = task.table.ranks
@@ -233,6 +232,7 @@ class Re2LLMEnv(gym.Env):
         free = a == 0 and gain  # no hint: reward 0 and no LLM call
         if not free and (ranks[i, a] == UNKNOWN or (gain and ranks[i, 0] == UNKNOWN)):
             task.ensure(i, (0, a) if gain else (a,))
+            ranks = task.table.ranks  # a new array when the fill took in columns another process added
         # What the step reports depends only on the session, the action and the reward mode, never on
         # which entries the table happened to hold already: a rank the reward did not need is UNKNOWN.
         rank = UNKNOWN if free else int(ranks[i, a])

@@ -14,6 +14,9 @@ from rec_gym.data.embeddings import check_encoder, item_embeddings, session_obse
 from rec_gym.data.profile import session_profiles
 from rec_gym.data.types import SessionDataset
 from rec_gym.envs.actions import as_action
+from rec_gym.envs.arguments import (check_choice, check_dataset_arguments, check_int, check_mapping, check_number,
+                                    check_reset_options, check_session_index)
+from rec_gym.envs.task import RESET_OPTIONS
 from rec_gym.llm import make_llm
 from rec_gym.metrics import ndcg_at_k
 from rec_gym.recsys.model import SASRecRecommender
@@ -54,15 +57,15 @@ class RLRF4RecTask:
                  temperature: float = 1.0, reward: str = "score_gain", split: str = "train", n_candidates: int = 50,
                  seed: int = 0, encoder: str = "hashing", observation: str = "profile", n_train: int | None = None,
                  recsys_training: dict[str, Any] | None = None, progress: bool = True) -> None:
-        if reward not in REWARDS:
-            raise ValueError(f"reward={reward!r} is not one of {REWARDS}")
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r} is not one of {SPLITS}")
-        if observation not in OBSERVATIONS:
-            raise ValueError(f"observation={observation!r} is not one of {OBSERVATIONS}")
-        if int(n_texts) < 1:
-            raise ValueError(f"n_texts must be >= 1, got {n_texts}")
+        check_choice("reward", reward, REWARDS)
+        check_choice("split", split, SPLITS)
+        check_choice("observation", observation, OBSERVATIONS)
+        check_int("n_texts", n_texts, minimum=1)
+        check_number("temperature", temperature, minimum=0.0)
         check_encoder(encoder)
+        n_candidates, seed, n_train = check_dataset_arguments(dataset, data_dir, n_candidates, seed, n_train)
+        check_mapping("writer_kwargs", writer_kwargs)
+        check_mapping("recsys_training", recsys_training)
         self.dataset = dataset if isinstance(dataset, SessionDataset) else load_dataset(
             dataset, data_dir, n_candidates=n_candidates, seed=seed, n_train=n_train)
         self.writer = make_llm(writer, **(writer_kwargs or {}))
@@ -190,7 +193,8 @@ class RLRF4RecEnv(gym.Env):
     ## Starting State
 
     ``reset`` draws the episode's sessions uniformly from the split with the generator seeded by
-    ``reset(seed=...)``; ``reset(options={"session_index": i})`` starts at session ``i`` and walks the split in order.
+    ``reset(seed=...)``; ``reset(options={"session_index": i})`` starts at session ``i`` and walks the split in order
+    (``i`` an int or NumPy integer; ``session_index`` is the only option).
 
     ## Episode End
 
@@ -267,12 +271,11 @@ class RLRF4RecEnv(gym.Env):
                  render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
-        if int(sessions_per_episode) < 1:
-            raise ValueError(f"sessions_per_episode must be >= 1, got {sessions_per_episode}")
+        sessions_per_episode = check_int("sessions_per_episode", sessions_per_episode, minimum=1)
         self.task = RLRF4RecTask(dataset, data_dir, writer, writer_kwargs, recommender, n_texts, temperature, reward,
                                  split, n_candidates, seed, encoder, observation, n_train, recsys_training)
         self.render_mode = render_mode
-        self.sessions_per_episode = int(sessions_per_episode)
+        self.sessions_per_episode = sessions_per_episode
         self.action_space = spaces.Discrete(self.task.n_actions)
         self.observation_space = self.task.observation_space
         self._rewards = self.task.rewards()
@@ -284,12 +287,10 @@ class RLRF4RecEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         n = self.task.n_sessions
-        start = (options or {}).get("session_index")
+        start = check_reset_options(options, RESET_OPTIONS).get("session_index")
         if start is not None:
-            if not 0 <= int(start) < n:
-                raise ValueError(f"options['session_index']={start} is out of range for split {self.task.split!r} "
-                                 f"with {n} sessions")
-            self._order = [(int(start) + k) % n for k in range(self.sessions_per_episode)]
+            start = check_session_index(start, n, self.task.split)
+            self._order = [(start + k) % n for k in range(self.sessions_per_episode)]
         else:
             self._order = self.np_random.choice(n, size=self.sessions_per_episode,
                                                 replace=self.sessions_per_episode > n).tolist()
@@ -302,7 +303,7 @@ class RLRF4RecEnv(gym.Env):
     def step(self, action):
         if self._t >= len(self._order):
             raise RuntimeError("step() called after the episode ended; call reset() first")
-        a = as_action(action, self.task.n_actions)
+        a = as_action(action, self.action_space)
         task, i = self.task, self._order[self._t]
         info = {"session_index": i, "well_formed": bool(a and task.well_formed[i, a - 1]),
                 "rank": int(task.ranks[i, a]), "baseline_rank": int(task.ranks[i, 0]), "ndcg": float(task.ndcg[i, a]),

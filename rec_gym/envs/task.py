@@ -18,6 +18,8 @@ from rec_gym.data.embeddings import check_encoder
 from rec_gym.data.observations import OBSERVATIONS, observation_matrix
 from rec_gym.data.profile import PROFILE_FEATURES
 from rec_gym.data.types import SessionDataset
+from rec_gym.envs.arguments import (check_choice, check_dataset_arguments, check_mapping, check_path,
+                                    check_reset_options, check_session_index)
 from rec_gym.feedback.table import NO_RANKING, UNKNOWN, FeedbackTable, kb_columns, make_provenance
 from rec_gym.knowledge.base import KnowledgeBase, load_knowledge_base
 from rec_gym.llm.lazy import lazy_llm
@@ -27,6 +29,7 @@ from rec_gym.llm.prompts import render_prompt
 REWARDS = ("ndcg_gain", "ndcg", "hit")
 REWARD_SOURCES = ("llm", "recsys")
 SPLITS = ("train", "val", "test")
+RESET_OPTIONS = ("session_index",)  # what reset(options=...) of every single-session-start env takes
 TOP_K = 10
 
 
@@ -73,20 +76,17 @@ class Re2LLMTask:
                  llm_kwargs: dict[str, Any] | None = None, persist: bool = True,
                  observation: str = "embedding", reward_source: str = "llm",
                  recommender: "str | os.PathLike | Any | None" = None) -> None:
-        if reward not in REWARDS:
-            raise ValueError(f"reward={reward!r} is not one of {REWARDS}")
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r} is not one of {SPLITS}")
-        if observation not in OBSERVATIONS:
-            raise ValueError(f"observation={observation!r} is not one of {OBSERVATIONS}")
+        check_choice("reward", reward, REWARDS)
+        check_choice("split", split, SPLITS)
+        check_choice("observation", observation, OBSERVATIONS)
+        check_choice("reward_source", reward_source, REWARD_SOURCES)
         check_encoder(encoder)
-        if n_candidates < 2:
-            raise ValueError(f"n_candidates must be at least 2, got {n_candidates}")
+        n_candidates, seed, n_train = check_dataset_arguments(dataset, data_dir, n_candidates, seed, n_train)
+        check_path("feedback_table", feedback_table)
+        check_mapping("llm_kwargs", llm_kwargs)
         self.dataset = dataset if isinstance(dataset, SessionDataset) else load_dataset(
             dataset, data_dir, n_candidates=n_candidates, seed=seed, n_train=n_train)
         self.kb = load_knowledge_base(kb, self.dataset.domain)
-        if reward_source not in REWARD_SOURCES:
-            raise ValueError(f"reward_source={reward_source!r} is not one of {REWARD_SOURCES}")
         # Shared within the process, and a model loads only on the first table miss (rec_gym.llm.lazy).
         self.backend = lazy_llm(llm, **(llm_kwargs or {}))
         if reward_source == "recsys":
@@ -189,16 +189,18 @@ class Re2LLMTask:
         if self.table.path is not None:
             self.table.save()
 
-    def start_session(self, options: dict[str, Any] | None, rng: np.random.Generator) -> int:
-        """The session an episode starts at: ``options["session_index"]`` when given, else one drawn by ``rng``."""
-        n = self.n_sessions
-        start = (options or {}).get("session_index")
+    def start_session(self, options: dict[str, Any] | None, rng: np.random.Generator, *,
+                      warn_unknown: bool = False) -> int:
+        """The session an episode starts at: ``options["session_index"]`` when given, else one drawn by ``rng``.
+
+        ``options`` is ``reset``'s: ``None`` or a dict whose only key is ``"session_index"`` (an int or
+        NumPy integer row of the split); anything else raises ``TypeError`` or ``ValueError``, except
+        that other keys only warn with ``warn_unknown`` (:func:`~rec_gym.envs.arguments.check_reset_options`).
+        """
+        start = check_reset_options(options, RESET_OPTIONS, warn_unknown=warn_unknown).get("session_index")
         if start is None:
-            return int(rng.integers(n))
-        if not 0 <= int(start) < n:
-            raise ValueError(f"options['session_index']={start} is out of range for split {self.split!r} "
-                             f"with {n} sessions")
-        return int(start)
+            return int(rng.integers(self.n_sessions))
+        return check_session_index(start, self.n_sessions, self.split)
 
     def rank(self, i: int | np.ndarray, action: int | np.ndarray) -> np.ndarray | int:
         """Rank code(s) of the target with ``action``'s hint (a table column, as in :meth:`ensure`), ``NO_RANKING``

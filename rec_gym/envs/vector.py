@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from enum import Enum
 from typing import Any, Sequence
 
@@ -11,8 +12,9 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rec_gym.envs.arguments import check_int, check_reset_options, check_session_index
 from rec_gym.envs.re2llm import NOT_STEPPED
-from rec_gym.envs.task import Re2LLMTask
+from rec_gym.envs.task import RESET_OPTIONS as SINGLE_RESET_OPTIONS, Re2LLMTask
 from rec_gym.feedback.table import NO_RANKING, UNKNOWN
 
 try:
@@ -25,7 +27,7 @@ except ImportError:  # gymnasium 1.0 autoresets on the next step only and has no
 
 # Sessions of one-step episodes are drawn in blocks of this size, exactly as Re2LLMEnv.reset draws them.
 DRAW_BLOCK = 1024
-RESET_OPTIONS = ("session_index", "reset_mask")
+RESET_OPTIONS = (*SINGLE_RESET_OPTIONS, "reset_mask")  # Gymnasium's vector envs take reset_mask
 
 
 def as_autoreset_mode(mode: "AutoresetMode | str") -> AutoresetMode:
@@ -78,14 +80,13 @@ class Re2LLMVectorEnv(VectorEnv):
                  **task_kwargs: Any) -> None:
         if render_mode is not None:
             raise ValueError("Re2LLMVectorEnv does not render; use Re2LLMEnv(render_mode='ansi') to look at a session")
-        if int(num_envs) < 1 or int(sessions_per_episode) < 1:
-            raise ValueError(f"num_envs and sessions_per_episode must be >= 1, got {num_envs}, {sessions_per_episode}")
+        n = check_int("num_envs", num_envs, minimum=1)
+        self.sessions_per_episode = check_int("sessions_per_episode", sessions_per_episode, minimum=1)
         self.autoreset_mode = as_autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = None
         self.task = Re2LLMTask(**task_kwargs)
-        self.num_envs = n = int(num_envs)
-        self.sessions_per_episode = int(sessions_per_episode)
+        self.num_envs = n
         self.single_observation_space = self.task.observation_space
         self.single_action_space = spaces.Discrete(self.task.n_actions)
         self.observation_space = batch_space(self.single_observation_space, n)
@@ -101,7 +102,7 @@ class Re2LLMVectorEnv(VectorEnv):
         self._ended = np.zeros(n, dtype=bool)  # episode over, not yet reset
         self._started = False
         self._all = np.arange(n)
-        self._complete = self.task.table.complete
+        self._complete = self._one_hint_columns_filled()
 
     @property
     def np_random(self) -> tuple[np.random.Generator, ...]:
@@ -128,10 +129,7 @@ class Re2LLMVectorEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != n:
                 raise ValueError(f"reset(seed=[...]) needs one seed per sub-env: num_envs={n}, got {len(seeds)}")
-        options = options if options is not None else {}
-        unknown = sorted(set(options) - set(RESET_OPTIONS))
-        if unknown:
-            raise ValueError(f"reset options {unknown} are not supported; Re2LLMVectorEnv takes {list(RESET_OPTIONS)}")
+        options = check_reset_options(options, RESET_OPTIONS)
         envs = self._all if "reset_mask" not in options else np.flatnonzero(self._reset_mask(options.pop("reset_mask")))
         for k in envs.tolist():
             if seeds[k] is not None:
@@ -148,8 +146,11 @@ class Re2LLMVectorEnv(VectorEnv):
         if not self._started:
             raise RuntimeError("step() called before reset(); call reset() first")
         a = np.asarray(actions)
-        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"actions must be an integer array of shape ({self.num_envs},), got {a.dtype} {a.shape}")
+        # A list's bools would become the ints 0 and 1 in the array: a bool is not an action.
+        if (a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer)
+                or (not isinstance(actions, np.ndarray) and any(isinstance(x, (bool, np.bool_)) for x in actions))):
+            raise ValueError(f"actions must be an integer array of shape ({self.num_envs},) (one int per sub-env), "
+                             f"got {reprlib.repr(actions)} ({a.dtype}, shape {a.shape})")
         if a.min() < 0 or a.max() >= self.task.n_actions:
             raise ValueError(f"actions must lie in 0..{self.task.n_actions - 1} (0 = no hint); got {a.min()}..{a.max()}")
         mode = self.autoreset_mode
@@ -206,7 +207,8 @@ class Re2LLMVectorEnv(VectorEnv):
             for row in np.unique(i[missing]).tolist():
                 needed = np.unique(a[missing & (i == row)])
                 task.ensure(row, np.concatenate(([0], needed)) if gain else needed)
-            self._complete = task.table.complete
+            self._complete = self._one_hint_columns_filled()
+            ranks = task.table.ranks  # a new array when the fill took in columns another process added
             rank, baseline = ranks[i, a].astype(np.int64), ranks[i, 0].astype(np.int64)
         # The single env's rule: a rank the reward did not need is reported as UNKNOWN.
         rank[free] = UNKNOWN
@@ -234,20 +236,37 @@ class Re2LLMVectorEnv(VectorEnv):
         return mask
 
     def _start_sessions(self, start: Any, envs: np.ndarray) -> np.ndarray | None:
+        """int64 ``(len(envs),)``: the sessions ``options["session_index"]`` starts ``envs`` at (``None``: draw them).
+
+        ``start`` is one int for every sub-env or ``num_envs`` of them (a list, a tuple or an integer
+        array), each an int or NumPy integer as the single env takes it; only those of ``envs`` must be
+        in range.
+        """
         if start is None:
             return None
-        starts = np.asarray(start)
-        if starts.ndim == 0:
-            starts = np.full(self.num_envs, starts)
-        n = self.task.n_sessions
-        if starts.shape != (self.num_envs,) or not np.issubdtype(starts.dtype, np.integer):
+        n, split = self.task.n_sessions, self.task.split
+        if isinstance(start, np.ndarray) and start.ndim == 1 and np.issubdtype(start.dtype, np.integer):
+            starts = start
+        elif isinstance(start, (list, tuple)) or (isinstance(start, np.ndarray) and start.ndim >= 1):
+            # One by one, so that [1, True] or [1, 2.0] is refused rather than coerced by NumPy.
+            starts = np.array([check_int("options['session_index']", s) for s in start], dtype=np.int64)
+        else:
+            starts = np.full(self.num_envs, check_session_index(start, n, split), dtype=np.int64)
+        if starts.shape != (self.num_envs,):
             raise ValueError(f"options['session_index'] must be an int or {self.num_envs} ints (one per sub-env), "
                              f"got {start!r}")
-        bad = starts[envs][(starts[envs] < 0) | (starts[envs] >= n)]
-        if bad.size:
-            raise ValueError(f"options['session_index']={bad[0]} is out of range for split {self.task.split!r} "
-                             f"with {n} sessions")
-        return starts[envs].astype(np.int64)
+        chosen = starts[envs].astype(np.int64)
+        for index in chosen[(chosen < 0) | (chosen >= n)][:1].tolist():
+            check_session_index(index, n, split)  # raises, naming the first one out of range
+        return chosen
+
+    def _one_hint_columns_filled(self) -> bool:
+        """Every (session, action) entry of this split is known, so ``step`` need not look for unknown ones.
+
+        Only the one-hint columns count: the composition and team envs add hint-set columns to the same
+        table file, which this env never reads and which may stay unfilled.
+        """
+        return self.task.n_missing() == 0
 
     def _begin_episodes(self, envs: np.ndarray, starts: np.ndarray | None) -> None:
         """New episodes for ``envs``: from ``starts`` in split order, else drawn as Re2LLMEnv.reset draws them."""
