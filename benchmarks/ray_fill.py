@@ -66,6 +66,11 @@ def main() -> None:
             print(f"repeat {repeat}, {workers} worker(s): {r['pairs']} pairs in {r['fill_s']:.1f} s = "
                   f"{r['pairs_per_s']:.1f} pairs/s (wall {r['wall_s']:.1f} s, load {r['load_before']:.1f} -> "
                   f"{r['load_after']:.1f})", flush=True)
+    write_outputs(runs)
+
+
+def write_outputs(runs: list[dict]) -> None:
+    """``ray_fill.txt`` and ``ray_fill.json`` from the runs' figures."""
     rate = {w: statistics.median(r["pairs_per_s"] for r in runs if r["workers"] == w) for w in WORKERS}
     speedup = rate[2] / rate[1]
     loads = [r["load_before"] for r in runs] + [r["load_after"] for r in runs]
@@ -79,6 +84,14 @@ def main() -> None:
         walls = statistics.median(r["wall_s"] for r in runs if r["workers"] == w)
         lines.append(f"  {w} worker(s): {rate[w]:7.1f} pairs/s   (wall {walls:5.1f} s with Ray and model start-up)")
     lines += ["", f"2 workers / 1 worker: {speedup:.2f}x (target >= 1.7x)"]
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if min(loads) > os.cpu_count() and autogroup.exists() and autogroup.read_text().strip() == "1":
+        # Linux then shares CPU time between sessions rather than processes: a second worker in the same
+        # session gets no more of it while other sessions keep every CPU busy.
+        lines += ["", f"The machine was busy (load average above its {os.cpu_count()} CPUs throughout) and shares "
+                  "CPU time between sessions",
+                  "(sched_autogroup): both workers drew on this session's part of the CPUs, so the ratio says "
+                  "little about how the fill scales."]
     text = "\n".join(lines) + "\n"
     (HERE / "ray_fill.txt").write_text(text)
     (HERE / "ray_fill.json").write_text(json.dumps({"config": {"n_train": N_TRAIN, "block_sessions": BLOCK_SESSIONS,
