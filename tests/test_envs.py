@@ -329,3 +329,23 @@ def test_a_reply_with_no_ranking_counts_as_not_ranked_and_shows_in_info(shared_c
     env.reset(options={"session_index": 0})
     _, _, _, _, info = env.step(0)
     assert info["no_ranking"] is False
+
+
+def test_a_step_reports_the_rank_it_filled_when_the_fill_took_in_columns_another_process_added(shared_cache, tmp_path):
+    from rec_gym.envs.vector import Re2LLMVectorEnv
+
+    path = tmp_path / "table.npz"
+    kwargs = {"encoder": "hashing", "observation": "profile", "n_train": 40, "feedback_table": path}
+    env, venv = Re2LLMEnv(**kwargs), Re2LLMVectorEnv(num_envs=1, **kwargs)
+    # Another process (a composition run) adds a hint-set column to the same file, so that the fill
+    # below, which takes that file in first, replaces the table's rank array by a wider one.
+    other = env.task.table.opened_at(path)
+    other.add_columns([[env.task.kb[0], env.task.kb[1]]])
+    other.save()
+    env.reset(options={"session_index": 2})
+    _, _, _, _, info = env.step(4)
+    assert info["rank"] == env.task.rank(2, 4) and info["rank"] != -1
+    assert env.task.table.ranks.shape[1] == env.task.n_actions + 1
+    venv.reset(options={"session_index": 3})
+    _, _, _, _, infos = venv.step(np.array([4]))
+    assert infos["rank"][0] == venv.task.rank(3, 4) and infos["rank"][0] != -1

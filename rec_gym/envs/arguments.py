@@ -197,7 +197,7 @@ def check_reset_options(options: object, accepted: Sequence[str], *, warn_unknow
             message = f"reset option {key!r} is not accepted; the accepted options are {', '.join(map(repr, accepted))}"
             if not warn_unknown:
                 raise ValueError(message)
-            warnings.warn(message + " (ignored)", stacklevel=3)
+            warnings.warn(message + " (ignored)", stacklevel=4)  # at the caller of the env's reset
     return options
 
 
