@@ -102,4 +102,8 @@ def test_the_loop_runs_dpo_rounds_and_resumes_without_redoing_a_finished_round(s
     assert again["rounds"][1]["sampled_reward"] == summary["rounds"][1]["sampled_reward"]
     with pytest.raises(ValueError, match="other settings"):
         run_loop(out, LoopConfig(rounds=2, n=2), progress=False, recommender=recommender)
+    with pytest.raises(ValueError, match="runs on 'synthetic' only"):
+        LoopConfig(dataset="steam")
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        LoopConfig(n=1)
     assert np.isfinite(summary["no_text"]["reward"])

@@ -53,7 +53,10 @@ FIGURES = ("sampled_reward", "greedy_reward", "faithful_share", "ranker_greedy",
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """The loop's settings (see the module docstring); the defaults fit about 20 minutes on two CPU cores."""
+    """The loop's settings (see the module docstring); the defaults fit about 20 minutes on two shared CPU cores.
+
+    ``dataset`` is ``"synthetic"`` (the one world the loop runs in); the rest size each stage.
+    """
 
     dataset: str = "synthetic"
     rounds: int = 3
@@ -71,6 +74,9 @@ class LoopConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.dataset != "synthetic":
+            raise ValueError(f"dataset={self.dataset!r}: the loop runs on 'synthetic' only (its reward model is "
+                             "RLRF4Rec-Synthetic-v0's, with the hashing encoder); pass --dataset synthetic")
         for name in ("rounds", "n", "sft_sessions", "sft_samples", "sft_epochs", "train_sessions", "eval_sessions",
                      "dpo_epochs", "dpo_batch_size"):
             if int(getattr(self, name)) < (0 if name == "rounds" else 1):
@@ -284,7 +290,7 @@ def summarise(out: Path, config: LoopConfig, reps: int = 10_000) -> dict[str, An
         info = json.loads((out / f"round-{r}" / "writer.json").read_text())
         entry["writer"] = info
         rounds.append(entry)
-    return {"config": asdict(config), "eval_sessions": len(base["sampled_reward"]),
+    return {"config": asdict(config), "out": str(out), "eval_sessions": len(base["sampled_reward"]),
             "no_text": {"reward": float(np.mean(base["no_text_reward"])), "ranker": float(np.mean(base["no_text_ranker"]))},
             "rounds": rounds}
 
@@ -293,7 +299,14 @@ def render_summary(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table: per round, each figure and its difference from round 0."""
     labels = {"sampled_reward": "reward, sampled", "greedy_reward": "reward, greedy", "faithful_share": "faithful share",
               "ranker_greedy": "ranker NDCG@10, greedy", "ranker_sampled": "ranker NDCG@10, sampled"}
-    lines = ["| round | " + " | ".join(labels.values()) + " | unhelpful | wrong | broken |",
+    config = summary["config"]
+    defaults = asdict(LoopConfig())
+    options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in config.items() if v != defaults[k])
+    seconds = sum(float(e["writer"].get("seconds", 0.0)) for e in summary["rounds"])
+    lines = [f"# RLRF4Rec loop on {config['dataset']}: a tiny writer, fine-tuned (round 0), then DPO rounds", "",
+             f"Command: `rec-gym rlrf4rec-loop --out {summary['out']}{options}`; settings: {config}. Training the "
+             f"writers took {seconds / 60:.1f} minutes (held-out figures and the reward model's load not counted).", "",
+             "| round | " + " | ".join(labels.values()) + " | unhelpful | wrong | broken |",
              "|---" * (len(labels) + 4) + "|"]
     for entry in summary["rounds"]:
         cells = []
@@ -312,7 +325,8 @@ def render_summary(summary: dict[str, Any]) -> str:
 
 
 def plot_rounds(summary: dict[str, Any], path: Path) -> None:
-    """One panel per figure: its mean per round, with round r's 95% paired interval shifted onto round 0's mean."""
+    """One panel per figure: its mean per round; round r's bar is its 95% paired interval against round 0, placed
+    so that a bar wholly above the dashed line (round 0) is a difference whose interval is above 0."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -327,6 +341,7 @@ def plot_rounds(summary: dict[str, Any], path: Path) -> None:
         low = [0.0] + [y[i] - (base + rounds[i][f"{name} minus round 0"]["low"]) for i in range(1, len(rounds))]
         high = [0.0] + [(base + rounds[i][f"{name} minus round 0"]["high"]) - y[i] for i in range(1, len(rounds))]
         ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3)
+        ax.axhline(base, color="grey", linestyle="--", linewidth=0.8)
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("round")
         ax.set_xticks(x)
