@@ -40,7 +40,8 @@ def test_every_option_of_every_subcommand_has_help_text():
     walked = list(_walk(build_parser()))
     commands = {name for name, _ in walked}
     assert commands == {"rec-gym", *(f"rec-gym {c}" for c in ("envs", "show", "precompute", "build-kb", "train", "evaluate",
-                                                            "benchmark", "train-recsys", "dpo-data", "dpo-train"))}
+                                                            "benchmark", "train-recsys", "dpo-data", "dpo-train",
+                                                            "rlrf4rec-loop"))}
     missing = [f"{name} {'/'.join(action.option_strings) or action.dest}" for name, action in walked
                if not action.help or action.help == argparse.SUPPRESS]
     assert missing == []

@@ -166,9 +166,17 @@ def configure_rlrf4rec_loop(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--out", required=True, help="folder for the rounds, the summary and the plot; a folder "
                         "holding an unfinished run with the same settings is resumed")
+    helps = {"dataset": "the world the loop runs in (only synthetic)", "rounds": "DPO rounds after fine-tuning",
+             "n": "texts sampled per session and round", "temperature": "sampling temperature",
+             "sft_sessions": "training sessions whose teacher texts fine-tune the writer",
+             "sft_samples": "teacher texts per fine-tuning session", "sft_epochs": "fine-tuning epochs",
+             "train_sessions": "training sessions sampled for pairs each round",
+             "eval_sessions": "held-out (test) sessions measured after each round",
+             "dpo_epochs": "passes over each round's pairs", "dpo_batch_size": "pairs per DPO step",
+             "dpo_lr": "DPO learning rate", "dpo_beta": "DPO's beta", "seed": "seed of every draw and of training"}
     for field in fields(LoopConfig):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
-                            help="(default: %(default)s)")
+                            help=f"{helps[field.name]} (default: %(default)s)")
 
 
 def run_rlrf4rec_loop(args: argparse.Namespace) -> int:
