@@ -5,9 +5,10 @@ A recommender scores every catalog item for a batch of sessions:
 catalog indices oldest first and ``texts`` (knowledge-augmented SASRec only) are preference-text
 embeddings, float32 ``(n_sessions, text_dim)``, with NaN rows for "no text".
 
-A SASRec recommender is stored as a folder: ``model.safetensors`` (the weights, no pickle) and
-``config.json`` (the model's shape, the dataset it was trained on, the text encoder, the training
-arguments, the measured metrics, the SHA-256 of the weights file and of the config itself).
+A SASRec recommender is stored as a folder: ``model.safetensors`` (the weights, and every item's text
+vector for a model with item texts; no pickle) and ``config.json`` (the model's shape, the dataset it
+was trained on, the text encoder, the training arguments, the measured metrics, the SHA-256 of the
+weights file and of the config itself).
 
 A folder may come from someone else, so :meth:`SASRecRecommender.load` trusts nothing in it:
 
