@@ -70,7 +70,7 @@ def test_the_loop_runs_dpo_rounds_and_resumes_without_redoing_a_finished_round(s
     pytest.importorskip("trl")
     import shutil
 
-    from rec_gym.recsys.loop import LoopConfig, run_loop
+    from rec_gym.agents.rlrf4rec_loop import LoopConfig, run_loop
 
     rows = synthetic.indices("train")[:300]
     texts = generate_preferences(make_llm("simulated"), synthetic, rows, n=1, temperature=1.0, progress=False)

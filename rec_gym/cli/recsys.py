@@ -162,7 +162,7 @@ def run_dpo_train(args: argparse.Namespace) -> int:
 def configure_rlrf4rec_loop(parser: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
-    from rec_gym.recsys.loop import LoopConfig
+    from rec_gym.agents.rlrf4rec_loop import LoopConfig
 
     parser.add_argument("--out", required=True, help="folder for the rounds, the summary and the plot; a folder "
                         "holding an unfinished run with the same settings is resumed")
@@ -182,7 +182,7 @@ def configure_rlrf4rec_loop(parser: argparse.ArgumentParser) -> None:
 def run_rlrf4rec_loop(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from rec_gym.recsys.loop import LoopConfig, run_loop
+    from rec_gym.agents.rlrf4rec_loop import LoopConfig, run_loop
 
     config = LoopConfig(**{f.name: getattr(args, f.name) for f in fields(LoopConfig)})
     summary = run_loop(args.out, config)

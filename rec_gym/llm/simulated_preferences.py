@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from rec_gym.data.types import Item, title_words
+from rec_gym.llm.preference_reply import parse_preference
 from rec_gym.llm.protocol import GenerateRequest
 from rec_gym.storage import stable_hash
 
@@ -195,8 +196,6 @@ def text_kind(reply: str, history: Sequence[Item], domain: str, latent: str | No
     creator or title of the catalog's kind of facts). ``wrong``: anything else (a statement the history
     does not support).
     """
-    from rec_gym.recsys.preferences import parse_preference
-
     parsed = parse_preference(reply)
     if parsed is None:
         return "broken"

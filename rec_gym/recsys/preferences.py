@@ -6,7 +6,7 @@ creators, era, themes, popularity), then writes the preference, in a fixed two-l
     Factors: <comma-separated factors>
     Preference: <the user's preference>
 
-:func:`parse_preference` checks that structure; a reply that breaks it is never a "chosen" reply in
+:func:`~rec_gym.llm.preference_reply.parse_preference` checks that structure; a reply that breaks it is never a "chosen" reply in
 DPO pairs (structure alignment). ``N`` texts per session are sampled at a temperature, each request
 with its own ``sample`` index, through :class:`~rec_gym.llm.response_cache.CachedBackend`, so every
 text is generated once and cached by model, template, conversation, temperature and sample.
@@ -16,8 +16,6 @@ Any writer backend works (``simulated``, ``hf:``, ``openai:``).
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 from rec_gym.data.embeddings import TextEncoder, _encode_with_progress, make_encoder
 from rec_gym.data.synthetic import latent_preference
 from rec_gym.data.types import Item, SessionDataset
+from rec_gym.llm.preference_reply import parse_preference, without_reasoning
 from rec_gym.llm.protocol import GenerateRequest, can_write
 
 TEMPLATE_VERSION = "rlrf4rec-preference-v1"
@@ -35,9 +34,6 @@ DEFAULT_TEMPERATURE = 1.0
 MAX_NEW_TOKENS = 160
 _SYSTEM = "You are an expert analyst of what people enjoy. Answer in exactly the format asked for."
 _FACTORS = {"movie": "genres, directors, era, themes, popularity", "game": "genres, developers, era, themes, popularity"}
-_STRUCTURE = re.compile(r"^\s*factors\s*:\s*(?P<factors>\S.*?)\s*\n+\s*preference\s*:\s*(?P<preference>\S.*?)\s*$",
-                        re.IGNORECASE | re.DOTALL)
-_REASONING = re.compile(r"<\s*(think|thinking|reasoning)\s*>.*?<\s*/\s*\1\s*>", re.IGNORECASE | re.DOTALL)
 
 
 def preference_prompt(history: Sequence[Item], domain: str) -> str:
@@ -68,30 +64,6 @@ def session_latent(dataset: SessionDataset, row: int) -> str | None:
     if dataset.name != "synthetic":
         return None
     return latent_preference(str(dataset.session_ids[int(row)]))
-
-
-@dataclass(frozen=True)
-class ParsedPreference:
-    """A reply in the required structure: the factors it names and the preference it states."""
-
-    factors: tuple[str, ...]
-    preference: str
-
-
-def parse_preference(reply: str) -> ParsedPreference | None:
-    """The reply's factors and preference, or ``None`` when it breaks the ``Factors:``/``Preference:`` structure.
-
-    >>> parse_preference("Factors: genres, era\\nPreference: Likes 1990s comedies.").factors
-    ('genres', 'era')
-    >>> parse_preference("Likes 1990s comedies.") is None
-    True
-    """
-    text = _REASONING.sub("", reply or "").strip()
-    match = _STRUCTURE.match(text)
-    if match is None or "\n" in match.group("factors"):
-        return None
-    factors = tuple(f.strip() for f in match.group("factors").split(",") if f.strip())
-    return ParsedPreference(factors, match.group("preference")) if factors else None
 
 
 def generate_preferences(writer: Any, dataset: SessionDataset, rows: Sequence[int], n: int = DEFAULT_N,
@@ -137,7 +109,7 @@ def preference_text(reply: str) -> str:
     """What the recommender reads of a reply: factors and preference of a well-formed one, else the whole reply."""
     parsed = parse_preference(reply)
     if parsed is None:
-        return _REASONING.sub("", reply or "").strip()
+        return without_reasoning(reply)
     return f"Factors: {', '.join(parsed.factors)}. Preference: {parsed.preference}"
 
 
