@@ -42,7 +42,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(numpy|np|gymnasium|gym|torch|pathlib|os|typing|collections|concurrent|sqlite3|"
                   r"stable_baselines3|pettingzoo|ray|filelock|transformers|openai)\b.*"),
     (r"py:class", r"(NDArray|ArrayLike|Path|PathLike|Callable|Iterable|Iterator|Sequence|Mapping|Any|"
-                  r"TypeVar|Protocol|Self|ObsType|ActType|AutoresetMode|Module|FileLock)\b.*"),
+                  r"TypeVar|Protocol|Self|ObsType|ActType|AutoresetMode|Module|FileLock|PreTrained\w*)\b.*"),
     # Fragments of quoted annotations ("dict[str, int] | None") that Sphinx splits before resolving.
     (r"py:class", r"'.*"),
     # CachedBackend's "hits, misses:" attribute line, which an :ivar: field reads as a type and a name.

@@ -1,6 +1,6 @@
 """An env's arguments: ``key=value`` text checked against the registered ids, and each value checked by type.
 
-Every command that takes ``--env`` and ``--env-kwargs`` (and :func:`rec_gym.agents.tasks.make_env`,
+Every command that takes ``--env`` and ``--env-kwargs`` (and ``rec_gym.agents.tasks.make_env``,
 the RLlib runner and the benchmark) reads them through here, so an unknown id, an argument the env
 does not take and the dataset an env reads are each decided in one place.
 
