@@ -240,6 +240,7 @@ class RLRF4RecEnv(gym.Env):
     | ``encoder`` | str | per id | text encoder of the session embedding and of a recommender the env trains: ``"minilm"``, ``"hashing"``, ``"st:<model>"`` |
     | ``observation`` | str | per id | ``"embedding"``, ``"profile"`` or ``"embedding+profile"`` |
     | ``n_train`` | int | ``None`` | keep only this many training sessions |
+    | ``render_mode`` | str | ``None`` | ``"ansi"``: ``render()`` returns the session, the chosen text and the ranks |
 
     ## Vectorized environment
 
