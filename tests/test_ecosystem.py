@@ -62,6 +62,38 @@ def test_reset_and_step_infos_keep_one_set_of_keys_dtypes_and_shapes(env_id):
     env.close()
 
 
+# The real-data ids are the same classes with other defaults; run offline on the shared sessions with the
+# simulated LLM (their default LLM is a model from a hub) and the hashing encoder.
+REAL_IDS = {
+    "Re2LLM-Steam-v0": "steam-sessions", "Re2LLMCompose-Steam-v0": "steam-sessions",
+    "Re2LLM-ML1M-v0": "ml-latest-small", "Re2LLMCompose-ML1M-v0": "ml-latest-small",
+}
+
+
+@pytest.mark.parametrize("env_id", REAL_IDS)
+def test_real_data_ids_keep_the_info_contract_and_pass_check_env(env_id, shared_data):
+    folder = REAL_IDS[env_id]
+    kwargs = {"data_dir": str(shared_data / folder), "llm": "simulated", "encoder": "hashing", "n_train": 40,
+              **({"dataset": "ml-latest-small"} if folder == "ml-latest-small" else {})}
+    env = gym.make(env_id, **kwargs)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.action_space.seed(0)
+    _, info = env.reset(seed=0)
+    first = _signature(info)
+    assert all(np.asarray(v).dtype.kind in "biuf" for v in info.values()), first
+    for _ in range(20):
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert _signature(info) == first
+        if terminated or truncated:
+            assert _signature(env.reset()[1]) == first
+    env.close()
+    venv = gym.make_vec(env_id, 2, vectorization_mode="sync", **kwargs)
+    venv.reset(seed=0)
+    for _ in range(10):
+        venv.step(venv.action_space.sample())
+    venv.close()
+
+
 @pytest.mark.parametrize("env_id", IDS)
 def test_gymnasium_check_env_passes(env_id):
     env = gym.make(env_id, **IDS[env_id])
