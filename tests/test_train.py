@@ -71,6 +71,22 @@ def test_same_seed_gives_the_same_policy(tmp_path):
     assert np.array_equal(results[0].actions, results[1].actions)
 
 
+def test_keep_best_val_returns_and_saves_the_val_best_point_of_the_curve(tmp_path):
+    # A learning rate this high makes PPO's val score jump between points, so the best is rarely the last.
+    hyperparams = {**load_hyperparams("ppo", ENV_ID), "n_steps": 32, "n_envs": 4, "learning_rate": 0.05}
+    result = train("ppo", ENV_ID, {"n_train": 300}, seed=0, timesteps=1024, out_dir=tmp_path / "run", val_every=128,
+                   tensorboard=False, hyperparams=hyperparams, keep="best_val")
+    best = int(np.argmax(result.curve.ndcg))  # the first of equal maxima
+    assert result.config["keep"] == {"policy": "best_val", "timesteps": result.curve.steps[best]}
+    assert result.config["val"]["val_ndcg10"] == pytest.approx(result.curve.ndcg[best])
+    # The kept weights and observation statistics score what the curve measured at that point, before and after saving.
+    assert evaluate(result.policy, ENV_ID, "val", {"n_train": 300})["NDCG@10"] == pytest.approx(result.curve.ndcg[best])
+    reloaded, _ = evaluate_run(tmp_path / "run", "val")
+    assert reloaded["NDCG@10"] == pytest.approx(result.curve.ndcg[best])
+    with pytest.raises(ValueError, match="keep='last'"):
+        train("ppo", ENV_ID, {"n_train": 300}, timesteps=64, hyperparams=hyperparams, keep="last")
+
+
 def test_cli_train_then_evaluate(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     cli.configure_train(parser)

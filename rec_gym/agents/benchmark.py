@@ -7,6 +7,7 @@ A config (a YAML file, or the name of one shipped in ``rec_gym/agents/configs/``
     seeds: [0, 1, 2, 3, 4]
     timesteps: 40000                  # per run (an env may override)
     val_every: 5000                   # val NDCG@10 every so many env steps
+    keep: final                       # or best_val: score the val-best point of each run's curve (train's keep)
     workers: 2                        # parallel runs (one torch thread each)
     baselines: [no_hint, random, best_fixed, linucb, oracle]
     linucb: {alpha: 0.5, steps: 6400}
@@ -26,7 +27,8 @@ A ``hint_sets`` row trains ``algo`` on a composition id or on ``hint_team_v0`` w
 anything trains), the same metrics, the same intervals over seeds and the same paired interval
 against the best fixed hint. Its label defaults to ``"<ALGO> (composition)"`` or ``"<ALGO> (team)"``.
 
-Nothing is selected on test: every run's final model is scored once on the test split. Writes
+Nothing is selected on test: every run's final model (with ``keep: best_val``, the point of its val
+curve with the highest val NDCG@10) is scored once on the test split. Writes
 ``results.csv`` (one row per env, method and seed), ``curves.csv`` (val NDCG@10 per step),
 ``results.md`` (mean, IQM and 95% stratified-bootstrap intervals over seeds), ``learning_curves.png``,
 ``comparison.png`` and ``command.txt`` (the command, the config and the machine).
@@ -60,6 +62,8 @@ BASELINES = ("no_hint", "random", "best_fixed", "linucb", "oracle")
 BASELINE_LABELS = {"no_hint": "no hint", "random": "random hint", "best_fixed": "best fixed hint",
                    "linucb": "LinUCB", "oracle": "oracle (upper bound)"}
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+# The config's ``keep`` (train's keep) and how the tables name the policy it scores.
+KEPT = {"final": "final policy", "best_val": "val-selected policy (the point of its val curve with the highest val NDCG@10)"}
 
 
 def config_path(name_or_path: str | os.PathLike) -> Path:
@@ -104,6 +108,7 @@ class BenchmarkConfig:
     envs: list[EnvConfig]
     timesteps: int | None = None
     val_every: int = 5000
+    keep: str = "final"
     workers: int = 2
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     linucb: dict[str, Any] = field(default_factory=dict)
@@ -115,8 +120,8 @@ class BenchmarkConfig:
     def load(cls, path: str | os.PathLike) -> "BenchmarkConfig":
         path = config_path(path)
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        unknown = set(raw) - {"name", "algos", "seeds", "envs", "timesteps", "val_every", "workers", "baselines",
-                              "linucb", "bootstrap_reps", "out"}
+        unknown = set(raw) - {"name", "algos", "seeds", "envs", "timesteps", "val_every", "keep", "workers",
+                              "baselines", "linucb", "bootstrap_reps", "out"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         envs = []
@@ -133,6 +138,8 @@ class BenchmarkConfig:
                                   hint_sets))
         if not envs:
             raise ValueError(f"{path}: 'envs' is empty; list at least one env id")
+        if raw.get("keep", "final") not in KEPT:
+            raise ValueError(f"{path}: keep={raw['keep']!r} is not one of {tuple(KEPT)}")
         baselines = list(raw.get("baselines", BASELINES))
         bad = set(baselines) - set(BASELINES)
         if bad:
@@ -141,6 +148,7 @@ class BenchmarkConfig:
         return cls(name=raw.get("name", path.stem), algos=[a.lower() for a in raw.get("algos", [])],
                    seeds=[int(s) for s in raw.get("seeds", [0, 1, 2, 3, 4])], envs=envs,
                    timesteps=raw.get("timesteps"), val_every=int(raw.get("val_every", 5000)),
+                   keep=str(raw.get("keep", "final")),
                    workers=int(raw.get("workers", 2)), baselines=baselines, linucb=dict(raw.get("linucb") or {}),
                    bootstrap_reps=int(raw.get("bootstrap_reps", BOOTSTRAP_REPS)),
                    out=Path(out) if out else None, path=path)
@@ -268,7 +276,7 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
         run: HintSetRun | None = job.get("hint_set")
         env_id, kwargs = (env.id, env.kwargs) if run is None else (run.env_id, {**env.kwargs, **run.kwargs})
         result = train(method, env_id, kwargs, seed=seed, timesteps=job["timesteps"], out_dir=None,
-                       val_every=job["val_every"], tensorboard=False)
+                       val_every=job["val_every"], tensorboard=False, keep=job["keep"])
         curve_steps, curve_values = result.curve.steps, result.curve.ndcg
         test_env = make_run_env(env_id, "test", kwargs)
         test = evaluate_policy(result.policy, env_id, test_env)
@@ -288,11 +296,11 @@ def _jobs(config: BenchmarkConfig) -> list[dict[str, Any]]:
         for method in config.algos:
             for seed in config.seeds:
                 jobs.append({"env": env, "method": method, "seed": seed, "timesteps": steps,
-                             "val_every": config.val_every})
+                             "val_every": config.val_every, "keep": config.keep})
         for run in env.hint_sets:
             for seed in config.seeds:
                 jobs.append({"env": env, "method": run.algo, "seed": seed, "timesteps": run.timesteps or steps,
-                             "val_every": config.val_every, "hint_set": run})
+                             "val_every": config.val_every, "keep": config.keep, "hint_set": run})
         for method in config.baselines:
             # Deterministic baselines give the same number for every seed; one run each is enough.
             seeds = config.seeds if method in ("random", "linucb") else config.seeds[:1]
@@ -461,7 +469,7 @@ def results_markdown(config: BenchmarkConfig, rows: list[dict[str, Any]], summar
                      gains: dict[tuple[str, str], tuple[float, float, float]] | None = None) -> str:
     gains = gains or {}
     lines = [f"# Benchmark `{config.name}`", "",
-             f"Test-split scores of each method's final policy ({len(config.seeds)} seeds for RL, random hint and "
+             f"Test-split scores of each method's {KEPT[config.keep]} ({len(config.seeds)} seeds for RL, random hint and "
              "LinUCB; deterministic baselines once). NDCG@10 as mean and interquartile mean (IQM) over seeds with "
              "95% stratified-bootstrap confidence intervals (rliable's method, "
              f"{config.bootstrap_reps} resamples); like rliable's, these intervals measure the spread over training "

@@ -23,9 +23,10 @@ expressions in a string (``dict``, ``nn`` in scope), and ``lin_<x>`` makes ``lea
 ``clip_range`` decay linearly from ``x`` to 0, as in the zoo.
 
 A trained run is a folder with the same files whatever the algorithm and env: ``model.zip`` (SB3),
-``config.json`` (algo, env id, env kwargs, seed, hyperparameters, timesteps, versions, and under
-``val`` the final policy's val NDCG@10, no hint's, the mean number of hints per prompt and the
-distinct LLM calls the run cost), ``normalization.json`` (the observation mean and variance when
+``config.json`` (algo, env id, env kwargs, seed, hyperparameters, timesteps, versions, which policy
+was kept (``keep``: the final one, or the val-best point of the curve) and under ``val`` the kept
+policy's val NDCG@10, no hint's, the mean number of hints per prompt and the distinct LLM calls the
+run cost), ``normalization.json`` (the observation mean and variance when
 ``normalize`` is set, else ``{"normalized": false}``), ``val_curve.csv`` (val NDCG@10 against
 timesteps: at the start, every ``val_every`` steps and at the end) and TensorBoard logs under ``tb/``
 (:data:`RUN_FILES`).
@@ -63,6 +64,8 @@ from rec_gym.agents.tasks import make_env
 from rec_gym.metrics import ndcg_at_k
 
 ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo")
+# Which policy a run keeps: the last one, or the one of highest val NDCG@10 on its val curve (train's ``keep``).
+KEEP = ("final", "best_val")
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 # The policies a received run may name: SB3's aliases and this package's own classes. A run folder
 # naming anything else is refused before any import.
@@ -234,18 +237,31 @@ class Hyperparams:
 
 
 class ValidationCurve:
-    """Val NDCG@10 of a model's deterministic policy against env steps; ``score(model)`` evaluates it on val."""
+    """Val NDCG@10 of a model's deterministic policy against env steps; ``score(model)`` evaluates it on val.
 
-    def __init__(self, score: Callable[[Any], EvaluationResult]) -> None:
+    With ``snapshot``, each measurement that beats every earlier one also keeps ``snapshot(model)``
+    (the policy's weights and observation statistics at that point) as :attr:`best_state`.
+    """
+
+    def __init__(self, score: Callable[[Any], EvaluationResult], snapshot: Callable[[Any], Any] | None = None) -> None:
         self.score = score
+        self.snapshot = snapshot
         self.steps: list[int] = []
         self.ndcg: list[float] = []
         self.last: EvaluationResult | None = None
+        self.best: EvaluationResult | None = None
+        self.best_step: int | None = None
+        self.best_state: Any = None
 
     def measure(self, model: Any, step: int) -> float:
         self.last = self.score(model)
         self.steps.append(int(step))
         self.ndcg.append(float(self.last["NDCG@10"]))
+        # Ties keep the earlier point: a later one is no better on val and has had more chance to overfit train.
+        if self.best is None or self.ndcg[-1] > float(self.best["NDCG@10"]):
+            self.best, self.best_step = self.last, int(step)
+            if self.snapshot is not None:
+                self.best_state = self.snapshot(model)
         return self.ndcg[-1]
 
 
@@ -353,7 +369,7 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
           timesteps: int | None = None, out_dir: str | os.PathLike | None = None,
           hyperparams: dict[str, Any] | None = None, hyperparams_file: str | os.PathLike | None = None,
           val_every: int | None = None, progress_bar: bool = False, tensorboard: bool = True,
-          verbose: int = 0, device: str = "cpu") -> TrainResult:
+          verbose: int = 0, device: str = "cpu", keep: str = "final") -> TrainResult:
     """Train ``algo`` on the train split of ``env_id`` and (with ``out_dir``) save the run folder.
 
     Args:
@@ -366,6 +382,12 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
             the shipped ``rec_gym/agents/hyperparams/<algo>.yml``.
         val_every: also measure val NDCG@10 every so many env steps (it is always measured at the
             start and the end).
+        keep: which policy the run returns and saves (:data:`KEEP`): ``"final"``, the policy at the
+            end of training; ``"best_val"``, the policy (weights and observation statistics) at the
+            point of the val curve with the highest val NDCG@10: early stopping on the val split,
+            which guards a one-step bandit against fitting the per-session noise of a few train
+            sessions. ``config.json`` records it under ``keep`` with the step it was taken at, and
+            its val scores under ``val``.
     """
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import VecNormalize
@@ -375,6 +397,8 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
 
     check_env_id(env_id, also=(TEAM_ENV,))
     check_algo(algo, env_id)
+    if keep not in KEEP:
+        raise ValueError(f"keep={keep!r} is not one of {KEEP}")
     raw = dict(hyperparams) if hyperparams is not None else load_hyperparams(algo, env_id, hyperparams_file)
     hp = Hyperparams.parse(raw)
     env_kwargs = {**hp.env_kwargs, **(env_kwargs or {})}
@@ -399,19 +423,27 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
     model = algo_class(algo)(hp.policy, venv, seed=seed, verbose=verbose, device=device,
                              tensorboard_log=str(out / TENSORBOARD_NAME) if (out is not None and tensorboard) else None,
                              **hp.algo_kwargs)
+    def snapshot(m: Any) -> tuple[dict[str, Any], ObservationNormalizer | None]:
+        weights = {name: tensor.detach().clone() for name, tensor in m.policy.state_dict().items()}
+        return weights, (ObservationNormalizer.from_vec_normalize(venv) if hp.normalize is not None else None)
+
     curve = ValidationCurve(lambda m: evaluate_policy(NormalizedPolicy(m, venv) if hp.normalize is not None else m,
-                                                      env_id, val_env))
+                                                      env_id, val_env), snapshot if keep == "best_val" else None)
     model.learn(total_timesteps=n_timesteps, callback=validation_callback(curve, val_every), progress_bar=progress_bar,
                 tb_log_name=f"{algo}-s{seed}")
-    policy, normalizer = model, None
-    if hp.normalize is not None:
-        normalizer = ObservationNormalizer.from_vec_normalize(venv)
-        policy = NormalizedPolicy(model, normalizer)
+    normalizer = ObservationNormalizer.from_vec_normalize(venv) if hp.normalize is not None else None
+    kept, kept_step = curve.last, curve.steps[-1]
+    if keep == "best_val":
+        weights, normalizer = curve.best_state
+        model.policy.load_state_dict(weights)
+        kept, kept_step = curve.best, curve.best_step
+    policy = model if normalizer is None else NormalizedPolicy(model, normalizer)
     venv.close()
     val_env.close()
     config = make_config(algo, env_id, env_kwargs, seed, raw, n_timesteps, time.time() - started)
+    config["keep"] = {"policy": keep, "timesteps": int(kept_step)}
     calls = sum(known_entries(path) for path in set(tables) if path is not None) - known_before
-    config["val"] = val_report(curve.last, calls)
+    config["val"] = val_report(kept, calls)
     if out is not None:
         save_run(out, model, config, normalizer, curve)
     return TrainResult(model, policy, config, curve, out)
