@@ -151,6 +151,52 @@ def test_a_config_that_is_not_a_run_config_is_named(received, capsys):
     assert "config.json: not a JSON file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("hyperparams, said", [
+    ({"policy_kwargs": "dict(net_arch=[100000, 100000])"}, "makes a network of 10,0"),
+    ({"policy_kwargs": "dict(net_arch=dict(pi=[64], vf=[1073741824]))"}, "over the limit of 50,000,000"),
+    ({"policy_kwargs": "dict(net_arch=[64, True])"}, "must be a list of positive ints"),
+    ({"n_steps": 10 ** 9}, "stored steps"),
+    ({"n_steps": 2.5}, "n_steps=2.5 must be a positive int"),
+])
+def test_sizes_a_received_config_asks_for_are_refused_before_any_model_is_built(received, capsys, monkeypatch,
+                                                                                hyperparams, said):
+    import rec_gym.agents.training as training
+
+    def built(*args, **kwargs):
+        raise AssertionError("a model was built from a config over the limits")
+
+    monkeypatch.setattr(training, "load_model", built)
+    run, _ = received
+    _edit(run, hyperparams=hyperparams)
+    assert main(["evaluate", "--model", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1, err
+
+
+def test_a_zip_bomb_in_model_zip_or_an_oversized_config_is_refused_unread(received, capsys):
+    import zipfile
+
+    from rec_gym.agents.training import MAX_CONFIG_BYTES, MAX_ZIP_DATA_BYTES
+
+    run, _ = received
+    model = run / "model.zip"
+    with zipfile.ZipFile(model) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(model, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():  # 'data' a JSON object padded to twice its limit: ~70 kB compressed
+            archive.writestr(name, data[:-1] + b" " * (2 * MAX_ZIP_DATA_BYTES) + b"}" if name == "data" else data)
+    assert model.stat().st_size < 1 << 20
+    assert main(["evaluate", "--model", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "member 'data' declares" in err and f"{MAX_ZIP_DATA_BYTES:,}" in err and err.count("\n") == 1
+
+    config = run / "config.json"
+    config.write_text(config.read_text()[:-1] + " " * MAX_CONFIG_BYTES + "}")
+    assert main(["evaluate", "--model", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json is" in err and f"limit of {MAX_CONFIG_BYTES:,}" in err and err.count("\n") == 1
+
+
 def test_train_prints_the_evaluate_line_with_the_arguments_the_run_cannot_supply(trained_run, tmp_path, capsys,
                                                                                 monkeypatch):
     monkeypatch.setenv("REC_GYM_CACHE", str(trained_run[1]))

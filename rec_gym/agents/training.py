@@ -40,7 +40,11 @@ as literals, ``dict(...)`` and ``nn.<Module>`` only; the env id must be one this
 the policy one of :data:`RECEIVED_POLICIES`, both checked before anything is made or imported. The
 env arguments that reach outside the process (:data:`LOCAL_ONLY_KWARGS`: the LLM and its arguments,
 the feedback table and data paths, a dataset folder, a knowledge-base file, a downloaded encoder) are
-never taken from the folder: the caller passes them.
+never taken from the folder: the caller passes them. Sizes are checked before anything is allocated
+(:func:`check_received_sizes`): ``config.json`` at most :data:`MAX_CONFIG_BYTES`, every member of
+``model.zip`` at most :data:`MAX_ZIP_MEMBER_BYTES` (its ``data`` entry :data:`MAX_ZIP_DATA_BYTES`), the
+policy at most :data:`MAX_POLICY_PARAMETERS` parameters and its rollout or replay storage at most
+:data:`MAX_BUFFER_VALUES` numbers.
 """
 
 from __future__ import annotations
@@ -50,7 +54,6 @@ import inspect
 import json
 import os
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -62,6 +65,7 @@ from rec_gym.agents.evaluation import EvaluationResult, evaluate
 from rec_gym.agents.hint_sets import is_hint_set_env
 from rec_gym.agents.tasks import make_env
 from rec_gym.metrics import ndcg_at_k
+from rec_gym.storage import check_zip_sizes, read_limited, read_zip_member
 
 ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo")
 # Which policy a run keeps: the last one, or the one of highest val NDCG@10 on its val curve (train's ``keep``).
@@ -81,6 +85,15 @@ VAL_CURVE_NAME = "val_curve.csv"
 TENSORBOARD_NAME = "tb"
 # What every `rec-gym train` run folder holds, whatever the algorithm and env.
 RUN_FILES = (CONFIG_NAME, MODEL_NAME, NORMALIZATION_NAME, VAL_CURVE_NAME, TENSORBOARD_NAME)
+
+# What a received run may make this process read or allocate. A run trained here is far below each:
+# a 128x128 policy has about 20k parameters and a PPO rollout a few hundred thousand numbers.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_ZIP_MEMBER_BYTES = 256 << 20
+MAX_ZIP_TOTAL_BYTES = 512 << 20
+MAX_ZIP_DATA_BYTES = 16 << 20
+MAX_POLICY_PARAMETERS = 50_000_000  # 200 MB of float32 weights per network
+MAX_BUFFER_VALUES = 250_000_000  # 1 GB of float32 rollout or replay storage
 
 
 def algo_class(algo: str) -> type:
@@ -539,15 +552,20 @@ def load_run(path: str | os.PathLike, env_kwargs: dict[str, Any] | None = None) 
         raise FileNotFoundError(f"{config_path} does not exist: a model saved by `rec-gym train` has its {CONFIG_NAME} beside it")
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path} does not exist: the run folder has no {MODEL_NAME}")
+    fix = "a run folder written by `rec-gym train` is far smaller: this one is damaged or not a rec_gym run"
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        config = json.loads(read_limited(config_path, MAX_CONFIG_BYTES, fix).decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{config_path}: not a JSON file written by `rec-gym train` ({type(exc).__name__})") from None
+    except json.JSONDecodeError as exc:
         raise ValueError(f"{config_path}: not a JSON file written by `rec-gym train` ({exc})") from None
     config = received_config(config, config_path, env_kwargs or {})
     hp = Hyperparams.parse(config["hyperparams"], received=True)
+    check_zip_sizes(model_path, MAX_ZIP_MEMBER_BYTES, MAX_ZIP_TOTAL_BYTES)
     env = make_run_env(config["env_id"], "train", config["env_kwargs"])
     try:
         observation_space, action_space = _spaces(env)
+        check_received_sizes(hp, observation_space, action_space, config_path)
         model = load_model(model_path, config, observation_space, action_space, hp)
     finally:
         env.close()
@@ -559,6 +577,52 @@ def load_run(path: str | os.PathLike, env_kwargs: dict[str, Any] | None = None) 
         raise FileNotFoundError(f"{norm_path} not found: the run was trained with normalize="
                                 f"{config['hyperparams']['normalize']!r}, so its policy needs those statistics")
     return model, config
+
+
+def _hidden_layers(net_arch: Any, where: str) -> list[list[int]]:
+    """The hidden-layer widths of each network ``net_arch`` describes (SB3's list, ``dict(pi=, vf=, qf=)``
+    or the older list ending in such a dict), every width checked to be a positive int."""
+    def widths(value: Any) -> list[int]:
+        if not isinstance(value, (list, tuple)) or not all(type(w) is int and w > 0 for w in value):
+            raise ValueError(f"{where}: net_arch={net_arch!r} must be a list of positive ints or a dict of such lists")
+        return list(value)
+
+    if net_arch is None:
+        return [[64, 64]]  # SB3's default MLP
+    if isinstance(net_arch, dict):
+        return [widths(v) for v in net_arch.values()]
+    if isinstance(net_arch, (list, tuple)) and net_arch and isinstance(net_arch[-1], dict):
+        shared = widths(net_arch[:-1])
+        return [shared + widths(v) for v in net_arch[-1].values()]
+    return [widths(net_arch)]
+
+
+def check_received_sizes(hp: Hyperparams, observation_space: Any, action_space: Any, where: str | os.PathLike) -> None:
+    """Refuse (``ValueError``, one line naming the entry) hyperparameters of a received run that would make
+    this process allocate more than :data:`MAX_POLICY_PARAMETERS` per network or :data:`MAX_BUFFER_VALUES`
+    numbers of rollout or replay storage; checked before any model is built."""
+    fix = "a run trained by `rec-gym train` is far smaller: this folder is damaged or not a rec_gym run"
+    n_in = int(np.prod(observation_space.shape))
+    n_out = int(getattr(action_space, "n", 1))
+    policy_kwargs = hp.algo_kwargs.get("policy_kwargs") or {}
+    if not isinstance(policy_kwargs, dict):
+        raise ValueError(f"{where}: policy_kwargs={policy_kwargs!r} is not a dict")
+    for hidden in _hidden_layers(policy_kwargs.get("net_arch"), str(where)):
+        # The features layer of SquaredFeaturesPolicy squares the observation's width at most.
+        sizes = [n_in * (n_in + 1), *hidden, n_out]
+        parameters = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+        if parameters > MAX_POLICY_PARAMETERS:
+            raise ValueError(f"{where}: net_arch={policy_kwargs['net_arch']!r} makes a network of {parameters:,} "
+                             f"parameters, over the limit of {MAX_POLICY_PARAMETERS:,} for a received run; {fix}")
+    for key in ("n_steps", "batch_size", "buffer_size", "n_envs"):
+        value = hp.n_envs if key == "n_envs" else hp.algo_kwargs.get(key, 1)
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{where}: {key}={value!r} must be a positive int")
+    rows = max(hp.algo_kwargs.get("n_steps", 1) * hp.n_envs, hp.algo_kwargs.get("buffer_size", 1) * 2,
+               hp.algo_kwargs.get("batch_size", 1))
+    if rows * (n_in + 4) > MAX_BUFFER_VALUES:
+        raise ValueError(f"{where}: n_steps, n_envs, buffer_size and batch_size ask for {rows:,} stored steps of "
+                         f"{n_in} numbers, over the limit of {MAX_BUFFER_VALUES:,} numbers for a received run; {fix}")
 
 
 def _spaces(env: Any) -> tuple[Any, Any]:
@@ -631,10 +695,9 @@ def load_model(model_path: Path, config: dict[str, Any], observation_space: Any,
     """Load an SB3 ``model.zip`` without unpickling anything (see the module docstring)."""
     cls = algo_class(config["algo"])
     try:
-        with zipfile.ZipFile(model_path) as archive:
-            data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ValueError(f"{model_path}: not a Stable-Baselines3 model.zip ({exc})") from None
+        data = json.loads(read_zip_member(model_path, "data", MAX_ZIP_DATA_BYTES))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{model_path}: not a Stable-Baselines3 model.zip ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{model_path}: not a Stable-Baselines3 model.zip (its 'data' entry is not a JSON object)")
     if isinstance(hp.policy, str) and hp.policy not in cls.policy_aliases:
