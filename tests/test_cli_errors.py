@@ -52,6 +52,12 @@ def test_bad_env_kwargs_are_one_line_and_status_2(capsys, kwarg, named):
     assert named in _one_line(capsys, ["show", "--env-kwargs", kwarg], 2)
 
 
+def test_an_envs_own_type_check_reads_as_its_message_without_gymnasiums_kwargs_dump(capsys):
+    message = _one_line(capsys, ["show", "--env-kwargs", "n_candidates=abc"], 2)
+    assert message.startswith("n_candidates='abc' is not an int")
+    assert "environment creator" not in message and "TypeError" not in message
+
+
 @pytest.mark.parametrize("text", ['{"hints": ["Prefer', "[" * 100_000 + "]" * 100_000],
                          ids=["truncated", "nested-too-deep"])
 def test_a_damaged_knowledge_base_is_one_line_naming_it(capsys, tmp_path, text):

@@ -94,7 +94,7 @@ def test_hint_counts_file_sizes_and_field_types_have_documented_limits(tmp_path,
     (tmp_path / "many.txt").write_text("\n".join(too_many))
     with pytest.raises(ValueError, match=r"many.txt: 1,001 hints, more than"):
         load_knowledge_base(tmp_path / "many.txt")
-    with pytest.raises(ValueError, match=r"<list>: 1,001 hints, more than"):
+    with pytest.raises(ValueError, match=r"the kb= list: 1,001 hints, more than"):
         load_knowledge_base(too_many)
     with pytest.raises(ValueError, match=r"<list>: more than .*MAX_HINTS = 1,000 hints"):
         KnowledgeBase(iter(too_many))  # counted while reading, before a 1,001st hint is kept

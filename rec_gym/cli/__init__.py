@@ -36,6 +36,7 @@ import argparse
 import errno
 import importlib
 import os
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -143,10 +144,16 @@ def exit_status(exc: BaseException) -> int | None:
     return None
 
 
+# gymnasium.make re-raises an env's TypeError with this appended, every keyword argument included.
+_ENV_CREATOR_SUFFIX = re.compile(r" was raised from the environment creator for \S+ with kwargs \(.*\)$", re.S)
+
+
 def describe(exc: BaseException) -> str:
     """The message of ``exc`` as a user reads it: rec_gym's own messages as they are, a library's with its type."""
     message = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
     text = str(message)
+    if isinstance(exc, TypeError) and _ENV_CREATOR_SUFFIX.search(text):
+        return _ENV_CREATOR_SUFFIX.sub("", text)  # an env's own argument check: its message is the fix
     if isinstance(exc, MemoryError):
         return "out of memory" + (f" ({text})" if text else "")
     if isinstance(exc, (ValueError, KeyError, OSError)) or type(exc).__module__.startswith("rec_gym"):

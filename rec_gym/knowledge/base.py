@@ -215,5 +215,5 @@ def load_knowledge_base(kb: "str | os.PathLike | Sequence[str] | KnowledgeBase" 
         read = _read_file(path)
         return read if isinstance(read, KnowledgeBase) else KnowledgeBase(read, name=path.stem, source=str(path))
     if isinstance(kb, Sequence):
-        return KnowledgeBase(list(kb))
+        return KnowledgeBase(list(kb), source="the kb= list")
     raise TypeError(f"kb={kb!r}: expected 'default', a file path, a list of hint strings or a KnowledgeBase")
