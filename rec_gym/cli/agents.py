@@ -24,6 +24,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="zoo-format YAML keyed by env id (default: the shipped rec_gym/agents/hyperparams/<algo>.yml)")
     parser.add_argument("--val-every", type=int, default=5000,
                         help="val NDCG@10 every so many steps, besides the start and the end (0: only those)")
+    parser.add_argument("--keep", choices=("final", "best_val"), default="final",
+                        help="which policy the run saves: the final one, or the val-best point of its curve "
+                             "(early stopping on val; default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="hide SB3's progress bar")
 
 
@@ -33,7 +36,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.algo}-{args.env}-s{args.seed}")
     result = train(args.algo, args.env, parse_env_kwargs(args.env_kwargs), seed=args.seed, timesteps=args.timesteps,
                    out_dir=out, hyperparams_file=args.hyperparams, val_every=args.val_every or None,
-                   progress_bar=not args.no_progress)
+                   progress_bar=not args.no_progress, keep=args.keep)
     print(f"saved {out / 'model.zip'} and {out / 'config.json'}; TensorBoard: tensorboard --logdir {out / 'tb'}")
     print(f"val NDCG@10: {result.curve.ndcg[0]:.4f} at start -> {result.curve.ndcg[-1]:.4f} after "
           f"{result.curve.steps[-1]} steps")
