@@ -608,11 +608,11 @@ def check_received_sizes(hp: Hyperparams, observation_space: Any, action_space: 
     if not isinstance(policy_kwargs, dict):
         raise ValueError(f"{where}: policy_kwargs={policy_kwargs!r} is not a dict")
     for hidden in _hidden_layers(policy_kwargs.get("net_arch"), str(where)):
-        # The features layer of SquaredFeaturesPolicy squares the observation's width at most.
-        sizes = [n_in * (n_in + 1), *hidden, n_out]
+        # SquaredFeaturesPolicy's first layer reads [x, x ** 2], twice the observation's width.
+        sizes = [2 * n_in, *hidden, n_out]
         parameters = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
         if parameters > MAX_POLICY_PARAMETERS:
-            raise ValueError(f"{where}: net_arch={policy_kwargs['net_arch']!r} makes a network of {parameters:,} "
+            raise ValueError(f"{where}: net_arch={policy_kwargs.get('net_arch')!r} makes a network of {parameters:,} "
                              f"parameters, over the limit of {MAX_POLICY_PARAMETERS:,} for a received run; {fix}")
     for key in ("n_steps", "batch_size", "buffer_size", "n_envs"):
         value = hp.n_envs if key == "n_envs" else hp.algo_kwargs.get(key, 1)
