@@ -6,7 +6,10 @@ import contextlib
 import hashlib
 import json
 import os
+import random
+import sqlite3
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -40,6 +43,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """Whether an SQLite error says another connection holds the file (busy or locked), not that it is damaged."""
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def connect_wal(path: str | os.PathLike, timeout: float) -> sqlite3.Connection:
+    """An autocommit connection to ``path`` in WAL mode that waits up to ``timeout`` seconds for other writers.
+
+    SQLite answers ``PRAGMA journal_mode=WAL`` with "database is locked" at once, without its busy
+    timeout, while another process is creating or converting the same file; that one statement is
+    retried here until ``timeout``. Any other error is raised (the connection closed) for the caller.
+    """
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+        except sqlite3.DatabaseError as exc:
+            if not is_lock_error(exc) or time.monotonic() > deadline:
+                conn.close()
+                raise
+        time.sleep(random.uniform(0.005, 0.05))
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 import numpy as np
 
 from rec_gym.data.types import Catalog
-from rec_gym.storage import cache_dir, sqlite_transaction, stable_hash
+from rec_gym.storage import cache_dir, connect_wal, sqlite_transaction, stable_hash
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -191,9 +191,8 @@ class EmbeddingStore:
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
+            conn = connect_wal(self.path, timeout=120.0)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
                 # Rows of the checksum-less table of earlier versions are not read: their texts are encoded again.
                 conn.execute("CREATE TABLE IF NOT EXISTS item_vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL, "
                              "checksum BLOB NOT NULL) WITHOUT ROWID")

@@ -43,9 +43,10 @@ import numpy as np
 
 from rec_gym.llm.prompts import TEMPLATE_VERSION, render_prompt
 from rec_gym.llm.protocol import BackendUnavailable, GenerateRequest, LLMBackend, RankRequest, Ranking, can_write
-from rec_gym.storage import cache_dir, sqlite_transaction, stable_hash
+from rec_gym.storage import cache_dir, connect_wal, is_lock_error, sqlite_transaction, stable_hash
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 60.0  # seconds a connection waits for another process's write to finish
 _CHUNK = 500  # keys per SELECT: below SQLite's bound-parameter limit everywhere
 
 
@@ -53,7 +54,15 @@ class DamagedCache(ValueError):
     """The response cache file cannot be read as an SQLite database."""
 
 
-def _damaged(path: Path, exc: BaseException) -> DamagedCache:
+class BusyCache(TimeoutError):
+    """Another process held the response cache for longer than the busy timeout."""
+
+
+def _damaged(path: Path, exc: BaseException) -> DamagedCache | BusyCache:
+    """The error to raise for an SQLite error on ``path``: busy (another process writes) or damaged."""
+    if is_lock_error(exc):
+        return BusyCache(f"{path} stayed locked by another process for {BUSY_TIMEOUT:.0f} s ({exc}); wait for the "
+                         "other run to finish, or pass another response cache path")
     return DamagedCache(f"{path} is damaged ({exc}); it only saves LLM calls, so move it aside "
                         f"(mv {path} {path}.corrupt, with its -wal and -shm files) and run again, or pass another "
                         "response cache path")
@@ -111,9 +120,11 @@ class ResponseCache:
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn = connect_wal(self.path, timeout=BUSY_TIMEOUT)
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
+            try:
                 # NORMAL in WAL mode: a killed process loses nothing committed (only a power cut could).
                 conn.execute("PRAGMA synchronous=NORMAL")
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
