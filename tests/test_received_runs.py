@@ -155,6 +155,10 @@ def test_a_config_that_is_not_a_run_config_is_named(received, capsys):
     ({"policy_kwargs": "dict(net_arch=[100000, 100000])"}, "makes a network of 10,0"),
     ({"policy_kwargs": "dict(net_arch=dict(pi=[64], vf=[1073741824]))"}, "over the limit of 50,000,000"),
     ({"policy_kwargs": "dict(net_arch=[64, True])"}, "must be a list of positive ints"),
+    ({"policy": "rec_gym.agents.features.TextChoicePolicy", "policy_kwargs": {"text_dim": 256, "hidden": 10 ** 6}},
+     "hidden=1000000 makes a network of over 50,000,000"),
+    ({"policy": "rec_gym.agents.features.TextChoicePolicy", "policy_kwargs": {"text_dim": -3}},
+     "text_dim=-3 must be a positive int"),
     ({"n_steps": 10 ** 9}, "stored steps"),
     ({"n_steps": 2.5}, "n_steps=2.5 must be a positive int"),
 ])

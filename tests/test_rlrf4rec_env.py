@@ -152,3 +152,33 @@ def test_the_env_trains_its_recommender_on_the_histories_beyond_the_20_it_keeps(
 def test_bad_recsys_training_is_refused_before_any_work(folder, training, message):
     with pytest.raises(ValueError, match=message):
         gym.make("RLRF4Rec-Synthetic-v0", dataset=folder, n_texts=N_TEXTS, recsys_training=training)
+
+
+def test_the_shipped_ppo_hyperparameters_train_a_text_choice_policy_that_evaluate_reloads(folder, tmp_path, capsys):
+    import json
+
+    from rec_gym.agents.features import TextChoicePolicy
+    from rec_gym.agents.training import load_run
+    from rec_gym.cli import main
+
+    kwargs = [f"dataset={folder}", f"n_texts={N_TEXTS}", "recsys_training={epochs: 2}"]
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--env", "RLRF4Rec-Synthetic-v0", "--timesteps", "512", "--val-every", "0",
+                 "--out", str(run), "--no-progress", "--env-kwargs", *kwargs]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["hyperparams"]["policy"] == "rec_gym.agents.features.TextChoicePolicy"
+    assert config["hyperparams"]["policy_kwargs"] == {"text_dim": 256}  # filled in from the env
+    policy, _ = load_run(run, {"dataset": folder, "n_texts": N_TEXTS, "recsys_training": {"epochs": 2}})
+    assert isinstance(policy.policy, TextChoicePolicy) and policy.policy.mlp_extractor.n_texts == N_TEXTS
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run), "--split", "test", "--env-kwargs", *kwargs]) == 0
+    assert "NDCG@10" in capsys.readouterr().out
+
+
+def test_text_choice_policy_on_a_hint_env_is_refused_with_the_fix(tmp_path):
+    from rec_gym.agents.training import train
+
+    with pytest.raises(ValueError, match="TextChoicePolicy chooses among preference texts, and Re2LLM-Synthetic-v0 "
+                                         "offers none"):
+        train("ppo", "Re2LLM-Synthetic-v0", hyperparams={"policy": "rec_gym.agents.features.TextChoicePolicy",
+                                                         "n_timesteps": 64}, env_kwargs={"n_train": 20})

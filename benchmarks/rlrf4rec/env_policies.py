@@ -8,9 +8,12 @@ Run from the project root:
 Writes env_policies.md and .json next to this script. Everything is offline: the synthetic sessions,
 the simulated preference writer and the simulated LLM ranker (neither is a language model).
 
-Part 1: PPO (SB3, MlpPolicy) trains on the train split of RLRF4Rec-Synthetic-v0 (reward "score_gain")
-and is evaluated on every test session; the baselines pick the first text, a uniformly random text,
-the position with the best mean reward on the train split, or each session's best text (oracle).
+Part 1: PPO (SB3) trains on the train split of RLRF4Rec-Synthetic-v0 (reward "score_gain") and is
+evaluated on every test session, twice with the same settings and steps: with SB3's MlpPolicy (one dense
+network over the whole observation) and with rec_gym.agents.features.TextChoicePolicy (one scorer shared
+by every text slot). The baselines pick the first text, a uniformly random text, the position with the
+best mean reward on the train split, or each session's best text (oracle). "Share of the gap" is a
+policy's reward over the oracle's (both against no text, whose reward is 0).
 
 Part 2: for the test sessions of Re2LLM-Synthetic-v0 and its 20 knowledge-base hints, the reward of
 each (session, hint) pair from the simulated LLM (the env's NDCG@10 gain) and from the
@@ -33,6 +36,7 @@ from stable_baselines3 import PPO
 
 import rec_gym  # noqa: F401  (registers the ids)
 from rec_gym.agents.baselines import action_ranks
+from rec_gym.agents.features import TextChoicePolicy
 from rec_gym.recsys.ranker import RecsysRanker
 
 ENV_ID = "RLRF4Rec-Synthetic-v0"
@@ -49,15 +53,22 @@ rows = np.arange(n)
 well_formed = np.hstack([np.zeros((n, 1), dtype=bool), test_task.well_formed])
 
 
+oracle_gain = float(rewards[rows, np.argmax(ndcg[:, 1:], axis=1) + 1].mean())
+
+
 def summary(actions: np.ndarray) -> dict[str, float]:
-    return {"NDCG@10": float(ndcg[rows, actions].mean()), "reward (score gain)": float(rewards[rows, actions].mean()),
-            "well-formed share": float(well_formed[rows, actions].mean())}
+    gain = float(rewards[rows, actions].mean())
+    return {"NDCG@10": float(ndcg[rows, actions].mean()), "reward (score gain)": gain,
+            "share of the gap": gain / oracle_gain, "well-formed share": float(well_formed[rows, actions].mean())}
 
 
-started = time.time()
-model = PPO("MlpPolicy", train_env, device="cpu", **PPO_KWARGS).learn(TIMESTEPS)
-ppo_seconds = time.time() - started
-ppo_actions, _ = model.predict(test_task.observations, deterministic=True)
+ppo_seconds, ppo_actions = {}, {}
+for name, policy, kwargs in (("MlpPolicy", "MlpPolicy", {}),
+                             ("TextChoicePolicy", TextChoicePolicy, {"text_dim": train_task.text_dim})):
+    started = time.time()
+    model = PPO(policy, train_env, device="cpu", policy_kwargs=kwargs, **PPO_KWARGS).learn(TIMESTEPS)
+    ppo_seconds[name] = round(time.time() - started, 1)
+    ppo_actions[name] = np.asarray(model.predict(test_task.observations, deterministic=True)[0], dtype=int)
 best_position = 1 + int(np.argmax(train_task.rewards()[:, 1:].mean(axis=0)))
 random_actions = 1 + np.random.default_rng(0).integers(n_texts, size=n)
 results = {
@@ -65,7 +76,7 @@ results = {
     "first text (action 1)": summary(np.ones(n, dtype=int)),
     "random text": summary(random_actions),
     f"best fixed text position (action {best_position}, chosen on train)": summary(np.full(n, best_position)),
-    f"PPO ({TIMESTEPS} steps)": summary(np.asarray(ppo_actions, dtype=int)),
+    **{f"PPO, {name} ({TIMESTEPS} steps)": summary(actions) for name, actions in ppo_actions.items()},
     "oracle (per-session best text)": summary(1 + np.argmax(ndcg[:, 1:], axis=1)),
 }
 print(json.dumps(results, indent=1), file=sys.stderr)
@@ -90,14 +101,16 @@ print(json.dumps(agreement, indent=1), file=sys.stderr)
 
 command = "python benchmarks/rlrf4rec/env_policies.py"
 OUT.with_suffix(".json").write_text(json.dumps({"command": command, "env": ENV_ID, "ppo": PPO_KWARGS,
-                                                "timesteps": TIMESTEPS, "ppo_seconds": round(ppo_seconds, 1),
+                                                "timesteps": TIMESTEPS, "ppo_seconds": ppo_seconds,
                                                 "test_sessions": n, "policies": results, "agreement": agreement},
                                                indent=2) + "\n")
 lines = [f"# {ENV_ID}: policies on the test split ({n} sessions, {n_texts} texts each)", "", f"Command: `{command}`", "",
-         "| policy | NDCG@10 | reward (score gain) | well-formed share |", "|---|---|---|---|"]
+         "| policy | NDCG@10 | reward (score gain) | share of the gap | well-formed share |", "|---|---|---|---|---|"]
 for label, m in results.items():
-    lines.append(f"| {label} | {m['NDCG@10']:.3f} | {m['reward (score gain)']:+.3f} | {m['well-formed share']:.2f} |")
-lines += ["", f"PPO: {PPO_KWARGS}, {TIMESTEPS} steps, {ppo_seconds:.0f} s.", "",
+    lines.append(f"| {label} | {m['NDCG@10']:.3f} | {m['reward (score gain)']:+.3f} | {m['share of the gap']:.0%} | "
+                 f"{m['well-formed share']:.2f} |")
+seconds = ", ".join(f"{name} {value:.0f} s" for name, value in ppo_seconds.items())
+lines += ["", f"PPO: {PPO_KWARGS}, {TIMESTEPS} steps each ({seconds}).", "",
           "## Recommender reward vs simulated-LLM reward for the same hints (Re2LLM-Synthetic-v0, test split)", "",
           "| measure | value |", "|---|---|"]
 lines += [f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |" for key, value in agreement.items()]

@@ -74,7 +74,7 @@ HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 # The policies a received run may name: SB3's aliases and this package's own classes. A run folder
 # naming anything else is refused before any import.
 RECEIVED_POLICIES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy", "rec_gym.agents.features.SquaredFeaturesPolicy",
-                     "rec_gym.agents.features.SquaredFeaturesDQNPolicy")
+                     "rec_gym.agents.features.SquaredFeaturesDQNPolicy", "rec_gym.agents.features.TextChoicePolicy")
 # Env arguments that reach outside the process (an LLM server or model download, environment variables
 # named in llm_kwargs, files to read or write): a received run's config.json never chooses them.
 LOCAL_ONLY_KWARGS = ("llm", "llm_kwargs", "feedback_table", "data_dir", "writer", "writer_kwargs", "recommender")
@@ -425,6 +425,7 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
     started = time.time()
     # A feedback_table path names the train split's table; the val split keeps its own default one.
     val_env = make_run_env(env_id, "val", {k: v for k, v in env_kwargs.items() if k != "feedback_table"})
+    raw = _with_text_dim(hp, raw, val_env, env_id)
     tables = [_table_path(val_env)]
     train_env = make_run_env(env_id, "train", env_kwargs)
     tables.append(_table_path(train_env))
@@ -460,6 +461,25 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
     if out is not None:
         save_run(out, model, config, normalizer, curve)
     return TrainResult(model, policy, config, curve, out)
+
+
+def _with_text_dim(hp: Hyperparams, raw: dict[str, Any], env: Any, env_id: str) -> dict[str, Any]:
+    """For :class:`~rec_gym.agents.features.TextChoicePolicy`, ``policy_kwargs["text_dim"]`` from the env when
+    not given (in ``hp`` and in the ``raw`` hyperparameters the run saves, so that loading rebuilds it)."""
+    from rec_gym.agents.features import TextChoicePolicy
+
+    if not (isinstance(hp.policy, type) and issubclass(hp.policy, TextChoicePolicy)):
+        return raw
+    kwargs = dict(hp.algo_kwargs.get("policy_kwargs") or {})
+    if "text_dim" in kwargs:
+        return raw
+    text_dim = getattr(env.unwrapped.task, "text_dim", None)
+    if text_dim is None:
+        raise ValueError(f"policy TextChoicePolicy chooses among preference texts, and {env_id} offers none; use it "
+                         "with the RLRF4Rec-* ids, or pass policy_kwargs text_dim")
+    kwargs["text_dim"] = int(text_dim)
+    hp.algo_kwargs["policy_kwargs"] = kwargs
+    return {**raw, "policy_kwargs": kwargs}
 
 
 def val_report(result: EvaluationResult, llm_calls: int) -> dict[str, Any]:
@@ -614,6 +634,14 @@ def check_received_sizes(hp: Hyperparams, observation_space: Any, action_space: 
         if parameters > MAX_POLICY_PARAMETERS:
             raise ValueError(f"{where}: net_arch={policy_kwargs.get('net_arch')!r} makes a network of {parameters:,} "
                              f"parameters, over the limit of {MAX_POLICY_PARAMETERS:,} for a received run; {fix}")
+    for key in ("text_dim", "hidden"):  # TextChoicePolicy's widths: its largest layers are n_in x hidden and hidden^2
+        value = policy_kwargs.get(key, 1)
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{where}: policy_kwargs {key}={value!r} must be a positive int")
+    hidden = policy_kwargs.get("hidden", 0)
+    if (n_in + 5 * hidden) * hidden > MAX_POLICY_PARAMETERS:
+        raise ValueError(f"{where}: policy_kwargs hidden={hidden} makes a network of over {MAX_POLICY_PARAMETERS:,} "
+                         f"parameters, the limit for a received run; {fix}")
     for key in ("n_steps", "batch_size", "buffer_size", "n_envs"):
         value = hp.n_envs if key == "n_envs" else hp.algo_kwargs.get(key, 1)
         if type(value) is not int or value < 1:

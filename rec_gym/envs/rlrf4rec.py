@@ -101,6 +101,7 @@ class RLRF4RecTask:
         self.ndcg_of_rank = np.asarray(ndcg_at_k(np.arange(max_rank + 1), TOP_K), dtype=np.float64)
         flat = embed_texts([t for texts in self.replies for t in texts], text_encoder)
         text_obs = flat.reshape(len(self.rows), -1)
+        self.text_dim = int(flat.shape[1])  # the width of one text's embedding, the last n_texts blocks of an observation
         parts, lows = [], []
         if observation in ("embedding", "embedding+profile"):
             embeddings = item_embeddings(self.dataset.catalog, encoder, dataset=self.dataset.name)
