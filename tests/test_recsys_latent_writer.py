@@ -96,6 +96,26 @@ def test_text_kind_reads_each_kind_of_reply():
     assert text_kind(f"Factors: creator\nPreference: The user {phrase}.", history, "movie") == "wrong"
 
 
+def test_text_kind_judges_genres_and_series_by_their_facts_not_their_wording():
+    from rec_gym.data.types import Item
+
+    genres = [("Drama", "Comedy"), ("Drama", "Action"), ("Drama", "Comedy"), ("Action", "Western"), ("Horror",)]
+    titles = ["Iron Harbor", "Iron Harbor 2", "Glass Canyon", "Last Orchard", "Neon Parade"]
+    history = [Item(str(i), f"{titles[i]} ({1980 + i})", {"year": 1980 + i, "genres": g}) for i, g in enumerate(genres)]
+
+    def kind(statement):
+        return text_kind(f"Factors: genres\nPreference: The user {statement}.", history, "movie")
+
+    assert supported_factors(history, "movie")["genres"] == "prefers Drama, Comedy and Action movies"
+    assert kind("prefers Comedy and Drama movies") == "faithful"  # the top genres in another order
+    assert kind("prefers Action movies") == "faithful"  # a subset of them
+    assert kind("prefers Drama and Western movies") == "wrong"  # in the history once, behind the top three
+    assert kind("prefers Drama and Drama movies") == "wrong"
+    assert kind("prefers Documentary movies") == "wrong"
+    assert kind("follows a series or franchise (harbor)") == "faithful"  # any word two titles share
+    assert kind("follows a series or franchise (canyon)") == "wrong"
+
+
 def test_the_backend_name_changes_with_the_fidelity_only_away_from_the_default():
     assert make_llm("simulated").name == make_llm("simulated", preference_fidelity=0.5).name
     assert "preference_fidelity=0.9" in make_llm("simulated", preference_fidelity=0.9).name

@@ -13,9 +13,9 @@ per training session and epoch, one of N_TEXTS simulated preference texts (rec_g
 default fidelity), and every item's own text (title and metadata) embedded by the same encoder.
 
 At test time each session is read with no text, and with one text of each kind the simulated writer writes
-(faithful, unhelpful, wrong: the first of that kind among TEST_SAMPLES samples at temperature 1, judged by
-rec_gym.llm.simulated_preferences.text_kind); sessions that lack a kind among their samples are left out of
-every row (their count is reported), so all rows are paired. Differences against "no text" get 95% paired
+(faithful, unhelpful, wrong: every text of that kind among TEST_SAMPLES samples at temperature 1, judged by
+rec_gym.llm.simulated_preferences.text_kind, the session's figure being their mean NDCG@10, so that no one
+text's luck decides it); sessions that lack a kind among their samples are left out of every row (their count is reported), so all rows are paired. Differences against "no text" get 95% paired
 bootstrap intervals (rec_gym.agents.statistics.paired_difference_ci).
 """
 
@@ -50,7 +50,7 @@ TRAINING = dict(epochs=20, batch_size=128, lr=2e-3, seed=0, threads=1, validate_
                 negatives=256)
 TRAIN_HISTORY = 1000
 N_TEXTS = 5
-TEST_SAMPLES = 20
+TEST_SAMPLES = 50
 KINDS = ("faithful", "unhelpful", "wrong")
 BOOTSTRAP = 10_000
 OUT = Path(__file__).resolve().parent / "knowledge"
@@ -64,15 +64,15 @@ def used_items(*datasets) -> np.ndarray:
     return items[items >= 0]
 
 
-def texts_of_each_kind(writer, dataset, rows) -> dict[str, list[str | None]]:
-    """For each kind, the first sampled text of that kind per session (``None`` where none was sampled)."""
+def texts_of_each_kind(writer, dataset, rows) -> dict[str, list[list[str]]]:
+    """For each kind, every sampled text of that kind per session (an empty list where none was sampled)."""
     sampled = generate_preferences(writer, dataset, rows, n=TEST_SAMPLES, temperature=1.0)
-    out: dict[str, list[str | None]] = {kind: [] for kind in KINDS}
+    out: dict[str, list[list[str]]] = {kind: [] for kind in KINDS}
     for row, texts in zip(rows, sampled):
         history, latent = dataset.session_items(int(row))[0], session_latent(dataset, int(row))
         kinds = [text_kind(t, history, dataset.domain, latent) for t in texts]
         for kind in KINDS:
-            out[kind].append(next((t for t, k in zip(texts, kinds) if k == kind), None))
+            out[kind].append([t for t, k in zip(texts, kinds) if k == kind])
     return out
 
 
@@ -93,19 +93,22 @@ def run(name: str, folder: Path | None) -> dict:
                        sessions=sessions, texts=texts, encoder=encoder, item_texts=item_texts, **TRAINING)
     seconds = time.time() - started
     by_kind = texts_of_each_kind(writer, dataset, test_rows)
-    keep = np.array([all(by_kind[k][i] is not None for k in KINDS) for i in range(len(test_rows))])
+    keep = np.array([all(by_kind[k][i] for k in KINDS) for i in range(len(test_rows))])
     rows = test_rows[keep]
-    histories = [dataset.history_of(int(r)) for r in rows]
 
-    def ndcg(model, text_vectors=None) -> np.ndarray:
-        return np.asarray(ndcg_at_k(candidate_ranks(model.scores(histories, text_vectors), dataset, rows), 10),
-                          dtype=np.float64).reshape(-1)
+    def ndcg(model, text_vectors=None, session_rows=rows) -> np.ndarray:
+        session_histories = [dataset.history_of(int(r)) for r in session_rows]
+        return np.asarray(ndcg_at_k(candidate_ranks(model.scores(session_histories, text_vectors), dataset,
+                                                    session_rows), 10), dtype=np.float64).reshape(-1)
 
     none = np.full((len(rows), flat.shape[1]), np.nan, dtype=np.float32)
     scores = {"sasrec": ndcg(plain), "ka, no text": ndcg(kar, none)}
     for kind in KINDS:
-        chosen = [t for t, k in zip(by_kind[kind], keep) if k]
-        scores[f"ka, {kind} text"] = ndcg(kar, embed_texts(chosen, encoder))
+        # Each session's mean over all its texts of this kind: one text's luck does not decide its figure.
+        per_session = [texts for texts, k in zip(by_kind[kind], keep) if k]
+        owner = np.repeat(np.arange(len(rows)), [len(texts) for texts in per_session])
+        values = ndcg(kar, embed_texts([t for texts in per_session for t in texts], encoder), rows[owner])
+        scores[f"ka, {kind} text"] = np.bincount(owner, values) / np.bincount(owner)
     base = scores["ka, no text"]
     result = {"encoder": encoder, "test_sessions": int(len(test_rows)), "sessions_with_every_kind": int(keep.sum()),
               "training_seconds": round(seconds, 1), "best_epoch": {"sasrec": plain.info["training"]["best_epoch"],
@@ -134,8 +137,8 @@ OUT.with_suffix(".json").write_text(json.dumps({"command": command, "model": MOD
                                                 "results": results}, indent=2) + "\n")
 lines = ["# Knowledge-augmented SASRec with item texts: each kind of preference text against no text (test split)", "",
          f"Command: `{command}`", "", f"Model: {MODEL}; training: {TRAINING}, on up to {TRAIN_HISTORY} history items per "
-         f"session; {N_TEXTS} simulated texts per training session (temperature 1). Test texts: the first of each kind "
-         f"among {TEST_SAMPLES} samples; sessions lacking a kind are left out of every row. NDCG@10 among the 50 "
+         f"session; {N_TEXTS} simulated texts per training session (temperature 1). Test texts: every text of each kind "
+         f"among {TEST_SAMPLES} samples, averaged per session; sessions lacking a kind are left out of every row. NDCG@10 among the 50 "
          f"candidates; differences against the same model with no text, 95% paired bootstrap ({BOOTSTRAP} resamples).",
          "", "| dataset | model | NDCG@10 | minus no text | 95% interval | sessions |", "|---|---|---|---|---|---|"]
 for name, r in results.items():

@@ -45,6 +45,7 @@ simulated writer does. :func:`text_kind` tells which kind a reply is, for any wr
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Sequence
 
@@ -186,12 +187,39 @@ def write(llm: "SimulatedLLM", request: GenerateRequest) -> str:
     return text
 
 
+def _top_genres(history: Sequence[Item]) -> set[str]:
+    """The genres the history supports: its three most common, and any tied with the third."""
+    counts = Counter(g for item in history for g in item.genres).most_common()
+    if not counts:
+        return set()
+    floor = counts[min(2, len(counts) - 1)][1]
+    return {g for g, c in counts if c >= floor}
+
+
+def _supported(statement: str, known: set[str], history: Sequence[Item], domain: str) -> bool:
+    """Whether one statement is a fact of the history: one of the ``known`` phrases, or the genre or series
+    statement naming supported values in another order or a subset of them."""
+    if statement in known:
+        return True
+    noun = "game" if domain == "game" else "movie"
+    genres = re.fullmatch(rf"prefers (.+) {noun}s", statement)
+    if genres:
+        named = re.split(r", | and ", genres.group(1))
+        return len(set(named)) == len(named) and set(named) <= _top_genres(history)
+    series = re.fullmatch(r"follows a series or franchise \((.+)\)", statement)
+    if series:
+        words = Counter(w for item in history for w in title_words(item.title))
+        return words.get(series.group(1), 0) >= 2
+    return False
+
+
 def text_kind(reply: str, history: Sequence[Item], domain: str, latent: str | None = None) -> str:
     """Which of :data:`KINDS` a reply (any writer's) is, judged against the history's facts.
 
     ``broken``: it breaks the ``Factors:``/``Preference:`` structure. ``faithful``: every statement of
-    its preference (``;``-separated) is a fact the history supports (:func:`supported_factors`) or the
-    latent preference (:func:`latent_phrase`, when ``latent`` is given). ``unhelpful``: it states none of
+    its preference (``;``-separated) is a fact the history supports: a phrase of :func:`supported_factors`
+    (genres named in any order or a subset of the three most common; any title word two items share), or
+    the latent preference (:func:`latent_phrase`, when ``latent`` is given). ``unhelpful``: it states none of
     those and nothing else but generic taste (``Factors: taste``, or a preference naming no genre, decade,
     creator or title of the catalog's kind of facts). ``wrong``: anything else (a statement the history
     does not support).
@@ -205,7 +233,7 @@ def text_kind(reply: str, history: Sequence[Item], domain: str, latent: str | No
     known = set(supported_factors(history, domain).values())
     if latent:
         known.add(latent_phrase(history, latent, domain)[1])
-    if statements and all(statement in known for statement in statements):
+    if statements and all(_supported(statement, known, history, domain) for statement in statements):
         return "faithful"
     noun = "game" if domain == "game" else "movie"
     generic = {g.format(noun=noun) for g in _GENERIC} | {f"has no clear taste in {noun}s"}
