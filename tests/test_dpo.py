@@ -98,6 +98,15 @@ def test_dpo_train_tunes_a_tiny_model_that_hf_then_loads(folder, tmp_path, capsy
     assert isinstance(reply, str)
     assert main(["dpo-train", "--model", "hf:org/not-here", "--pairs", str(pairs_path), "--out", str(tuned)]) == 2
 
+    # RPO: the chosen replies' negative log-likelihood (several nats per token for a random model) joins the loss.
+    rpo = tmp_path / "rpo"
+    assert main(["dpo-train", "--model", f"hf:{base}", "--pairs", str(pairs_path), "--out", str(rpo),
+                 "--steps", "2", "--lr", "1e-3", "--sft-weight", "1"]) == 0
+    dpo_only, with_sft = (json.loads((f / "dpo.json").read_text()) for f in (tuned, rpo))
+    assert with_sft["sft_weight"] == 1.0 and with_sft["train_loss"] > dpo_only["train_loss"] + 1.0
+    assert main(["dpo-train", "--model", f"hf:{base}", "--pairs", str(pairs_path), "--out", str(rpo),
+                 "--sft-weight", "-1"]) == 2
+
 
 def test_read_pairs_refuses_a_line_that_is_not_a_pair_with_the_file_and_line(tmp_path):
     good = {"prompt": [{"role": "user", "content": "Factors:"}], "chosen": [{"role": "assistant", "content": "a"}],

@@ -55,6 +55,21 @@ def test_the_prompt_names_the_history_the_factors_and_the_required_structure(tin
     assert "developers" in preference_prompt(history, "game")
 
 
+def test_the_facts_prompt_adds_each_items_genres_and_creator_under_its_own_template_version(tiny):
+    from rec_gym.recsys.preferences import FACTS_TEMPLATE_VERSION, TEMPLATE_VERSION
+
+    history = tiny.session_items(0)[0]
+    prompt = preference_prompt(history, "movie", "facts")
+    for item in history:
+        assert f"{item.title} [{', '.join(item.genres)}; {item.creator}]" in prompt
+    assert preference_prompt(history, "movie") == preference_prompt(history, "movie", "titles")
+    assert "[" not in preference_prompt(history, "movie").split(" in order: ")[1].split(". First name")[0]
+    titles, facts = (preference_request(history, "movie", prompt=p) for p in ("titles", "facts"))
+    assert (titles.template_version, facts.template_version) == (TEMPLATE_VERSION, FACTS_TEMPLATE_VERSION)
+    with pytest.raises(ValueError, match="prompt='full': use one of"):
+        preference_prompt(history, "movie", "full")
+
+
 def test_parse_preference_accepts_the_structure_and_rejects_anything_else():
     assert parse_preference("Factors: genres, era\nPreference: Likes 1990s comedies.").factors == ("genres", "era")
     assert parse_preference("<think>hmm</think>Factors: genres\n\nPreference: Comedies.").preference == "Comedies."
@@ -256,3 +271,20 @@ def test_simulated_texts_are_the_same_in_processes_with_different_string_hashing
         assert out.returncode == 0, out.stderr[-2000:]
         digests.append(out.stdout.strip())
     assert len(digests[0]) == 64 and digests[0] == digests[1]
+
+
+def test_the_env_asks_its_writer_with_the_facts_prompt_when_told(tiny):
+    import gymnasium as gym
+
+    class PromptWriter(CountingWriter):
+        def write(self, requests):
+            self.prompts = [r.messages[-1][1] for r in requests]
+            return super().write(requests)
+
+    writer = PromptWriter()
+    env = gym.make("RLRF4Rec-Synthetic-v0", dataset=tiny, writer=writer, n_texts=2, prompt="facts",
+                   recsys_training={"epochs": 1}, split="test")
+    history = tiny.session_items(int(env.unwrapped.task.rows[-1]))[0]
+    assert writer.prompts[-1] == preference_prompt(history, tiny.domain, "facts")
+    with pytest.raises(ValueError, match="prompt"):
+        gym.make("RLRF4Rec-Synthetic-v0", dataset=tiny, writer=writer, n_texts=2, prompt="summary")

@@ -87,6 +87,9 @@ def test_the_loop_runs_dpo_rounds_and_resumes_without_redoing_a_finished_round(s
     pairs = [json.loads(line) for line in (out / "round-1" / "pairs.jsonl").read_text().splitlines()]
     assert pairs and all(p["chosen_score"] >= p["rejected_score"] for p in pairs)
     assert summary["rounds"][1]["writer"]["pairs"]["pairs"] == len(pairs)
+    # The writer is asked with the facts prompt, and DPO keeps the chosen texts likely (RPO).
+    assert all(" [" in p["prompt"][-1]["content"] for p in pairs)
+    assert json.loads((out / "round-1" / "dpo.json").read_text())["sft_weight"] == config.dpo_sft_weight == 1.0
     diff = summary["rounds"][1]["sampled_reward minus round 0"]
     assert diff["low"] <= diff["mean"] <= diff["high"]
     shares = summary["rounds"][1]["kind_shares"]

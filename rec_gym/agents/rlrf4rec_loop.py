@@ -5,12 +5,19 @@ pairs the best against the worst and tunes the writer with TRL's DPO.
 Rounds (each a folder under ``out``; a finished round is never redone, so a killed run resumes):
 
 - ``round-0``: the tokenizer is trained and the writer fine-tuned on ``sft_samples`` teacher texts
-  (the simulated writer at temperature 1) for each of ``sft_sessions`` training sessions;
+  (the simulated writer at ``sft_temperature``) for each of ``sft_sessions`` training sessions;
 - ``round-r`` (``r >= 1``): round ``r - 1``'s writer samples ``n`` texts at ``temperature`` for each of
   ``train_sessions`` training sessions (seed ``seed + r``); the reward model (the knowledge-augmented
   SASRec of ``RLRF4Rec-<dataset>-v0``, the same cached model) scores each; the best and the worst form a
   pair (:func:`rec_gym.recsys.dpo.pick_pair`: a reply that breaks the structure is never chosen and
-  always rejected); :func:`rec_gym.recsys.dpo.dpo_train` tunes round ``r - 1``'s writer on the pairs.
+  always rejected; two well-formed texts must differ by more than ``pair_margin``);
+  :func:`rec_gym.recsys.dpo.dpo_train` tunes round ``r - 1``'s writer on the pairs, with the chosen texts'
+  likelihood added to the loss at ``dpo_sft_weight`` (RPO), which keeps a writer this small from
+  degenerating into repeated phrases.
+
+The writer is asked with the ``"facts"`` prompt (``prompt``): each history title with its genres, creator
+and tier, since a model trained from scratch knows nothing of the catalog
+(:func:`rec_gym.recsys.preferences.preference_prompt`).
 
 After each round, on ``eval_sessions`` held-out sessions (the test split; never used to choose anything),
 with the same sampling seed every round: the mean reward of the ``n`` sampled texts per session and of the
@@ -45,7 +52,8 @@ from rec_gym.data.types import SessionDataset
 from rec_gym.llm.protocol import RankRequest
 from rec_gym.llm.simulated_preferences import KINDS, text_kind
 from rec_gym.metrics import ndcg_at_k
-from rec_gym.recsys.preferences import generate_preferences, parse_preference, preference_request, preference_text, session_latent
+from rec_gym.recsys.preferences import (PROMPTS, generate_preferences, parse_preference, preference_request, preference_text,
+                                        session_latent)
 
 TOP_K = 10
 FIGURES = ("sampled_reward", "greedy_reward", "faithful_share", "ranker_greedy", "ranker_sampled")
@@ -62,15 +70,20 @@ class LoopConfig:
     rounds: int = 3
     n: int = 6
     temperature: float = 1.0
+    prompt: str = "facts"
     sft_sessions: int = 800
     sft_samples: int = 2
     sft_epochs: int = 3
+    sft_temperature: float = 1.0
+    sft_lr: float = 2e-3
     train_sessions: int = 300
     eval_sessions: int = 150
     dpo_epochs: int = 2
     dpo_batch_size: int = 8
     dpo_lr: float = 2e-4
     dpo_beta: float = 0.1
+    dpo_sft_weight: float = 1.0
+    pair_margin: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -83,6 +96,16 @@ class LoopConfig:
                 raise ValueError(f"{name} must be >= {0 if name == 'rounds' else 1}, got {getattr(self, name)}")
         if self.n < 2:
             raise ValueError(f"n must be >= 2 (a pair needs two texts), got {self.n}")
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"prompt={self.prompt!r}: use one of {list(PROMPTS)}")
+        if not self.sft_temperature >= 0:
+            raise ValueError(f"sft_temperature must be >= 0, got {self.sft_temperature}")
+        for name in ("sft_lr", "dpo_lr", "dpo_beta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not (self.dpo_sft_weight >= 0 and self.pair_margin >= 0):
+            raise ValueError(f"dpo_sft_weight and pair_margin must be >= 0, got {self.dpo_sft_weight} and "
+                             f"{self.pair_margin}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0 (DPO reshapes sampled texts), got {self.temperature}")
 
@@ -115,7 +138,8 @@ class LoopWorld:
 
     def messages(self, row: int) -> list[dict[str, str]]:
         """The chat messages of session ``row``'s preference request: what any writer model reads."""
-        return list(preference_request(self.dataset.session_items(int(row))[0], self.dataset.domain).as_dicts())
+        return list(preference_request(self.dataset.session_items(int(row))[0], self.dataset.domain,
+                                       prompt=self.config.prompt).as_dicts())
 
     def rewards(self, rows: np.ndarray, replies: list[list[str]]) -> np.ndarray:
         """float64 ``(len(rows), n)``: the reward model's NDCG@10 of each reply."""
@@ -199,15 +223,15 @@ def _fine_tune(world: LoopWorld, folder: Path, progress: bool) -> None:
     config = world.config
     started = time.time()
     teacher = generate_preferences(world.teacher, world.dataset, world.sft_rows, n=config.sft_samples,
-                                   temperature=1.0, progress=progress)
+                                   temperature=config.sft_temperature, progress=progress, prompt=config.prompt)
     messages = [world.messages(int(r)) for r in world.sft_rows]
     corpus = [m[-1]["content"] for m in messages] + [t for texts in teacher for t in texts]
     tokenizer = train_tokenizer(corpus)
     model = new_writer(tokenizer, seed=config.seed)
     prompts = [prompt_text(tokenizer, m) for m, texts in zip(messages, teacher) for _ in texts]
     replies = [t for texts in teacher for t in texts]
-    losses = supervised_fine_tune(model, tokenizer, prompts, replies, epochs=config.sft_epochs, seed=config.seed,
-                                  progress=progress)
+    losses = supervised_fine_tune(model, tokenizer, prompts, replies, epochs=config.sft_epochs, lr=config.sft_lr,
+                                  seed=config.seed, progress=progress)
     save_writer(model, tokenizer, folder, {"round": 0, "teacher": world.teacher.name, "sft_examples": len(replies),
                                            "epoch_losses": losses, "parameters": parameter_count(model),
                                            "seconds": round(time.time() - started, 1)})
@@ -228,7 +252,8 @@ def _dpo_round(world: LoopWorld, previous: Path, folder: Path, r: int, progress:
     counts = PairCounts()
     pairs = []
     for k, texts in enumerate(replies):
-        picked = pick_pair(rewards[k], np.array([parse_preference(t) is not None for t in texts]), 0.0, counts)
+        picked = pick_pair(rewards[k], np.array([parse_preference(t) is not None for t in texts]), config.pair_margin,
+                           counts)
         if picked is not None:
             chosen, rejected, kind = picked
             pairs.append({"prompt": messages[k], "chosen": [{"role": "assistant", "content": texts[chosen]}],
@@ -241,7 +266,7 @@ def _dpo_round(world: LoopWorld, previous: Path, folder: Path, r: int, progress:
     pairs_path = write_pairs(pairs, folder / "pairs.jsonl")
     steps = config.dpo_epochs * math.ceil(len(pairs) / config.dpo_batch_size)
     dpo_train(previous, pairs_path, folder, steps=steps, batch_size=config.dpo_batch_size, lr=config.dpo_lr,
-              beta=config.dpo_beta, seed=config.seed + r, max_length=384)
+              beta=config.dpo_beta, seed=config.seed + r, max_length=384, sft_weight=config.dpo_sft_weight)
     (folder / "writer.json").write_text(json.dumps({"round": r, "base": previous.name, "pairs": counts.as_dict(),
                                                     "train_mean_reward": float(rewards.mean()), "dpo_steps": steps,
                                                     "seconds": round(time.time() - started, 1)}, indent=2) + "\n")

@@ -40,6 +40,9 @@ def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--writer", default="simulated", help="backend writing the preference texts (default: %(default)s)")
     parser.add_argument("--n-texts", type=int, default=10, help="preference texts per training session (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the texts (default: %(default)s)")
+    parser.add_argument("--prompt", choices=("titles", "facts"), default="titles",
+                        help="what the writer reads of each history item: its title, or also its genres, creator and "
+                             "tier (default: %(default)s)")
     parser.add_argument("--encoder", default="minilm", help="frozen text encoder: minilm, hashing or st:<model> (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -68,12 +71,13 @@ def run_train_recsys(args: argparse.Namespace) -> int:
         writer = make_llm(args.writer)
         train_rows = dataset.indices("train")
         replies = generate_preferences(writer, dataset, train_rows, n=args.n_texts, temperature=args.temperature,
-                                       progress=progress)
+                                       progress=progress, prompt=args.prompt)
         flat = embed_texts([t for r in replies for t in r], args.encoder, progress=progress)
         texts = {int(r): flat[k * args.n_texts:(k + 1) * args.n_texts] for k, r in enumerate(train_rows)}
         for split in ("val", "test"):
             # Evaluated with the greedy (temperature 0) text of each held-out session.
-            greedy = generate_preferences(writer, dataset, dataset.indices(split), n=1, temperature=0.0, progress=False)
+            greedy = generate_preferences(writer, dataset, dataset.indices(split), n=1, temperature=0.0, progress=False,
+                                          prompt=args.prompt)
             held_out[split] = embed_texts([r[0] for r in greedy], args.encoder)
     text_dim = next(iter(texts.values())).shape[1] if texts else 0
     config = SASRecConfig(n_items=len(dataset.catalog), dim=args.dim, n_blocks=args.blocks, dropout=args.dropout,
@@ -91,7 +95,7 @@ def run_train_recsys(args: argparse.Namespace) -> int:
     model.info["metrics"] = metrics
     if args.knowledge:
         model.info["preference_texts"] = {"writer": writer.name, "n": args.n_texts,
-                                          "temperature": args.temperature}
+                                          "temperature": args.temperature, "prompt": args.prompt}
     out = model.save(args.out)
     print(f"test split ({metrics['test']['sasrec']['sessions']} sessions; val in config.json):")
     print(json.dumps(metrics["test"], indent=2))
@@ -138,6 +142,9 @@ def configure_dpo_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=2, help="pairs per step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=5e-6, help="learning rate (default: %(default)s)")
     parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default: %(default)s)")
+    parser.add_argument("--sft-weight", type=float, default=0.0,
+                        help="add this weight times the chosen replies' negative log-likelihood to the DPO loss "
+                             "(RPO; keeps a small model's text from degenerating; default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
 
 
@@ -154,7 +161,7 @@ def run_dpo_train(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     out = dpo_train(model, args.pairs, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                    beta=args.beta, seed=args.seed)
+                    beta=args.beta, seed=args.seed, sft_weight=args.sft_weight)
     print(f"tuned model written to {out}; use it with llm='hf:{out}' (or --writer hf:{out})")
     return 0
 
@@ -168,12 +175,18 @@ def configure_rlrf4rec_loop(parser: argparse.ArgumentParser) -> None:
                         "holding an unfinished run with the same settings is resumed")
     helps = {"dataset": "the world the loop runs in (only synthetic)", "rounds": "DPO rounds after fine-tuning",
              "n": "texts sampled per session and round", "temperature": "sampling temperature",
+             "prompt": "what the writer reads of each history item: its title (titles) or also its genres, creator "
+                       "and tier (facts)",
              "sft_sessions": "training sessions whose teacher texts fine-tune the writer",
              "sft_samples": "teacher texts per fine-tuning session", "sft_epochs": "fine-tuning epochs",
+             "sft_temperature": "the teacher's sampling temperature for the fine-tuning texts (lower: more of them "
+                                "faithful)", "sft_lr": "fine-tuning learning rate",
              "train_sessions": "training sessions sampled for pairs each round",
              "eval_sessions": "held-out (test) sessions measured after each round",
              "dpo_epochs": "passes over each round's pairs", "dpo_batch_size": "pairs per DPO step",
-             "dpo_lr": "DPO learning rate", "dpo_beta": "DPO's beta", "seed": "seed of every draw and of training"}
+             "dpo_lr": "DPO learning rate", "dpo_beta": "DPO's beta",
+             "dpo_sft_weight": "weight of the chosen texts' negative log-likelihood added to the DPO loss (RPO)",
+             "pair_margin": "the least reward difference between two well-formed texts that makes a pair", "seed": "seed of every draw and of training"}
     for field in fields(LoopConfig):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
                             help=f"{helps[field.name]} (default: %(default)s)")

@@ -20,7 +20,7 @@ from rec_gym.envs.task import RESET_OPTIONS
 from rec_gym.llm import make_llm
 from rec_gym.metrics import ndcg_at_k
 from rec_gym.recsys.model import SASRecRecommender
-from rec_gym.recsys.preferences import embed_texts, generate_preferences, parse_preference
+from rec_gym.recsys.preferences import PROMPTS, embed_texts, generate_preferences, parse_preference
 from rec_gym.recsys.reward import RecsysRewardModel, knowledge_recommender
 from rec_gym.recsys.sequences import TRAIN_HISTORY, longer_sessions
 from rec_gym.recsys.training import check_training_kwargs
@@ -56,8 +56,9 @@ class RLRF4RecTask:
                  recommender: "str | os.PathLike | SASRecRecommender | None" = None, n_texts: int = 10,
                  temperature: float = 1.0, reward: str = "score_gain", split: str = "train", n_candidates: int = 50,
                  seed: int = 0, encoder: str = "hashing", observation: str = "profile", n_train: int | None = None,
-                 recsys_training: dict[str, Any] | None = None, progress: bool = True) -> None:
+                 recsys_training: dict[str, Any] | None = None, progress: bool = True, prompt: str = "titles") -> None:
         check_choice("reward", reward, REWARDS)
+        check_choice("prompt", prompt, PROMPTS)
         check_choice("split", split, SPLITS)
         check_choice("observation", observation, OBSERVATIONS)
         check_int("n_texts", n_texts, minimum=1)
@@ -82,11 +83,11 @@ class RLRF4RecTask:
             sessions = None if isinstance(dataset, SessionDataset) else longer_sessions(
                 self.dataset, dataset, data_dir, max_history=train_history, seed=seed, n_train=n_train)
             self.recommender = knowledge_recommender(self.dataset, self.writer, encoder, self.n_texts, temperature,
-                                                     training, progress=progress, sessions=sessions)
+                                                     training, progress=progress, sessions=sessions, prompt=prompt)
         text_encoder = self.recommender.encoder or encoder
         # Bars only for the one-off training above: later builds read every text from the response cache.
         self.replies = generate_preferences(self.writer, self.dataset, self.rows, self.n_texts, temperature,
-                                            progress=False)
+                                            progress=False, prompt=prompt)
         self.well_formed = np.array([[parse_preference(t) is not None for t in texts] for texts in self.replies],
                                     dtype=bool).reshape(len(self.rows), self.n_texts)
         scores_path = cache_dir("recsys_scores") / (f"{self.dataset.name}-{split}-" + stable_hash(
@@ -233,6 +234,7 @@ class RLRF4RecEnv(gym.Env):
     | ``recsys_training`` | dict | ``{"epochs": 40, "seed": 0}`` | arguments of :func:`~rec_gym.recsys.training.train_sasrec` when the env trains the recommender, and ``"train_history"`` (default 1000): history items per session it learns from where the env's 20 were cut (MovieLens day-sessions) |
     | ``n_texts`` | int | 10 | texts per session (N) |
     | ``temperature`` | float | 1.0 | sampling temperature of the texts |
+    | ``prompt`` | str | ``"titles"`` | what the writer reads of each history item: ``"titles"``, or ``"facts"`` (also its genres, creator and tier, for a writer without world knowledge such as the tiny one ``rec-gym rlrf4rec-loop`` trains) |
     | ``reward`` | str | ``"score_gain"`` | ``"score_gain"`` or ``"score"`` |
     | ``split`` | str | ``"train"`` | ``"train"``, ``"val"`` or ``"test"`` |
     | ``n_candidates`` | int | 50 | candidate-set size |
@@ -250,7 +252,8 @@ class RLRF4RecEnv(gym.Env):
 
     ## Version History
 
-    - v0: initial release (preference template ``rlrf4rec-preference-v1``).
+    - v0: initial release (preference template ``rlrf4rec-preference-v1``); the ``prompt`` argument was added
+      later, its default unchanged (``"facts"`` uses ``rlrf4rec-preference-facts-v1``).
 
     ## Example
 
@@ -270,12 +273,13 @@ class RLRF4RecEnv(gym.Env):
                  recsys_training: dict[str, Any] | None = None, n_texts: int = 10, temperature: float = 1.0,
                  reward: str = "score_gain", split: str = "train", n_candidates: int = 50, sessions_per_episode: int = 1,
                  seed: int = 0, encoder: str = "hashing", observation: str = "profile", n_train: int | None = None,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, prompt: str = "titles") -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
         sessions_per_episode = check_int("sessions_per_episode", sessions_per_episode, minimum=1)
         self.task = RLRF4RecTask(dataset, data_dir, writer, writer_kwargs, recommender, n_texts, temperature, reward,
-                                 split, n_candidates, seed, encoder, observation, n_train, recsys_training)
+                                 split, n_candidates, seed, encoder, observation, n_train, recsys_training,
+                                 prompt=prompt)
         self.render_mode = render_mode
         self.sessions_per_episode = sessions_per_episode
         self.action_space = spaces.Discrete(self.task.n_actions)

@@ -166,8 +166,12 @@ def _checked_pair(raw: bytes, where: str) -> dict[str, Any]:
 
 def dpo_train(model_path: str | os.PathLike, pairs_path: str | os.PathLike, out: str | os.PathLike, *,
               steps: int = 100, batch_size: int = 2, lr: float = 5e-6, beta: float = 0.1, seed: int = 0,
-              max_length: int = 512) -> Path:
+              max_length: int = 512, sft_weight: float = 0.0) -> Path:
     """Tune the causal LM at ``model_path`` (a local folder, as ``hf:<path>`` loads it) with TRL's DPOTrainer.
+
+    ``sft_weight > 0`` adds that weight times the chosen replies' negative log-likelihood to the DPO loss
+    (RPO, TRL's ``loss_type=["sigmoid", "sft"]``): DPO alone can lower both replies' likelihood and let a
+    small model's text degenerate, and the added term keeps the chosen replies likely.
 
     Writes the tuned model and its tokenizer to ``out`` (safetensors), so ``llm="hf:<out>"`` and the
     preference writer load it, and the loop generate -> score -> pair -> tune can run again.
@@ -188,10 +192,13 @@ def dpo_train(model_path: str | os.PathLike, pairs_path: str | os.PathLike, out:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(str(model_path), trust_remote_code=False)
     out = Path(out)
+    if not sft_weight >= 0:
+        raise ValueError(f"sft_weight must be >= 0, got {sft_weight}")
+    losses = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, float(sft_weight)]) if sft_weight else {}
     config = DPOConfig(output_dir=str(out / "trainer"), max_steps=int(steps), per_device_train_batch_size=int(batch_size),
                        learning_rate=float(lr), beta=float(beta), seed=int(seed), max_length=int(max_length),
                        logging_steps=1, save_strategy="no", report_to=[],
-                       use_cpu=not torch.cuda.is_available())
+                       use_cpu=not torch.cuda.is_available(), **losses)
     trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(records),
                          processing_class=tokenizer)
     result = trainer.train()
@@ -199,5 +206,6 @@ def dpo_train(model_path: str | os.PathLike, pairs_path: str | os.PathLike, out:
     tokenizer.save_pretrained(str(out))
     (out / "dpo.json").write_text(json.dumps({"base_model": str(model_path), "pairs": str(pairs_path),
                                               "n_pairs": len(records), "steps": int(steps), "beta": beta, "lr": lr,
-                                              "seed": seed, "train_loss": float(result.training_loss)}, indent=2))
+                                              "seed": seed, "sft_weight": sft_weight,
+                                              "train_loss": float(result.training_loss)}, indent=2))
     return out

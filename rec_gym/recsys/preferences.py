@@ -29,6 +29,7 @@ from rec_gym.llm.preference_reply import parse_preference, without_reasoning
 from rec_gym.llm.protocol import GenerateRequest, can_write
 
 TEMPLATE_VERSION = "rlrf4rec-preference-v1"
+FACTS_TEMPLATE_VERSION = "rlrf4rec-preference-facts-v1"
 DEFAULT_N = 10
 DEFAULT_TEMPERATURE = 1.0
 MAX_NEW_TOKENS = 160
@@ -36,10 +37,31 @@ _SYSTEM = "You are an expert analyst of what people enjoy. Answer in exactly the
 _FACTORS = {"movie": "genres, directors, era, themes, popularity", "game": "genres, developers, era, themes, popularity"}
 
 
-def preference_prompt(history: Sequence[Item], domain: str) -> str:
-    """The user message asking for one session's preference text."""
+PROMPTS = ("titles", "facts")
+
+
+def item_facts(item: Item) -> str:
+    """An item as the ``"facts"`` prompt lists it: its title, then ``[genres; creator; tier]`` where known."""
+    facts = [", ".join(item.genres)] if item.genres else []
+    if item.creator:
+        facts.append(str(item.creator))
+    tier = item.attributes.get("tier")
+    if isinstance(tier, str) and tier:
+        facts.append(tier)
+    return f"{item.title} [{'; '.join(facts)}]" if facts else item.title
+
+
+def preference_prompt(history: Sequence[Item], domain: str, prompt: str = "titles") -> str:
+    """The user message asking for one session's preference text.
+
+    ``prompt="titles"`` lists the history's titles, as an LLM that knows the catalog reads them;
+    ``"facts"`` adds what the dataset knows of each item (:func:`item_facts`), the knowledge a model
+    without world knowledge (the tiny writer of :mod:`rec_gym.recsys.writer`) needs in its input.
+    """
+    if prompt not in PROMPTS:
+        raise ValueError(f"prompt={prompt!r}: use one of {list(PROMPTS)}")
     verb, noun = ("purchased", "video games") if domain == "game" else ("watched", "movies")
-    titles = "; ".join(item.title for item in history)
+    titles = "; ".join(item_facts(item) if prompt == "facts" else item.title for item in history)
     return (f"A user {verb} the following {noun} in order: {titles}. First name the factors that matter most for "
             f"choosing {noun} for this user (for example {_FACTORS.get(domain, _FACTORS['movie'])}). Then describe "
             f"the user's preferences in one to three sentences. Answer in exactly this format:\n"
@@ -47,14 +69,16 @@ def preference_prompt(history: Sequence[Item], domain: str) -> str:
 
 
 def preference_request(history: Sequence[Item], domain: str, sample: int = 0, temperature: float = DEFAULT_TEMPERATURE,
-                       max_new_tokens: int = MAX_NEW_TOKENS, latent: str | None = None) -> GenerateRequest:
+                       max_new_tokens: int = MAX_NEW_TOKENS, latent: str | None = None,
+                       prompt: str = "titles") -> GenerateRequest:
     """The generation request for one sample of one session's preference text.
 
     ``latent``: the session's latent preference where the dataset knows it (:func:`session_latent`); only
-    the simulated writer reads it (``context["latent"]``), never the prompt a model sees.
+    the simulated writer reads it (``context["latent"]``), never the prompt a model sees. ``prompt``: see
+    :func:`preference_prompt`.
     """
-    return GenerateRequest((("system", _SYSTEM), ("user", preference_prompt(history, domain))), purpose="preference",
-                           template_version=TEMPLATE_VERSION, max_new_tokens=max_new_tokens, temperature=temperature,
+    return GenerateRequest((("system", _SYSTEM), ("user", preference_prompt(history, domain, prompt))),
+                           purpose="preference", template_version=TEMPLATE_VERSION if prompt == "titles" else FACTS_TEMPLATE_VERSION, max_new_tokens=max_new_tokens, temperature=temperature,
                            sample=sample, context={"history": tuple(history), "domain": domain,
                                                    **({"latent": latent} if latent else {})})
 
@@ -68,7 +92,7 @@ def session_latent(dataset: SessionDataset, row: int) -> str | None:
 
 def generate_preferences(writer: Any, dataset: SessionDataset, rows: Sequence[int], n: int = DEFAULT_N,
                          temperature: float = DEFAULT_TEMPERATURE, cache: "str | os.PathLike | None | bool" = None,
-                         progress: bool = True, sessions_per_batch: int = 16) -> list[list[str]]:
+                         progress: bool = True, sessions_per_batch: int = 16, prompt: str = "titles") -> list[list[str]]:
     """``n`` sampled preference replies for each session of ``rows`` (dataset rows), in row order.
 
     Args:
@@ -76,6 +100,7 @@ def generate_preferences(writer: Any, dataset: SessionDataset, rows: Sequence[in
             :class:`~rec_gym.llm.response_cache.CachedBackend` around one.
         cache: the response-cache file (default: the shared one under ``$REC_GYM_CACHE``); ``False``
             calls the backend directly (nothing cached).
+        prompt: ``"titles"`` or ``"facts"`` (:func:`preference_prompt`): what the writer reads of each item.
 
     Returns ``replies[k][s]``: sample ``s`` of session ``rows[k]``, the raw reply (see :func:`parse_preference`).
     """
@@ -83,6 +108,8 @@ def generate_preferences(writer: Any, dataset: SessionDataset, rows: Sequence[in
 
     if n < 1:
         raise ValueError(f"n (texts per session) must be >= 1, got {n}")
+    if prompt not in PROMPTS:
+        raise ValueError(f"prompt={prompt!r}: use one of {list(PROMPTS)}")
     if not can_write(writer):
         raise TypeError(f"backend {getattr(writer, 'name', writer)!r} does not write text; use simulated, hf:<model> or "
                         "openai:<model>")
@@ -97,7 +124,7 @@ def generate_preferences(writer: Any, dataset: SessionDataset, rows: Sequence[in
             for row in rows[start:start + sessions_per_batch]:
                 history = dataset.session_items(row)[0]
                 latent = session_latent(dataset, row)
-                requests += [preference_request(history, dataset.domain, s, temperature, latent=latent)
+                requests += [preference_request(history, dataset.domain, s, temperature, latent=latent, prompt=prompt)
                              for s in range(n)]
             texts = writer.write(requests)
             replies += [texts[k:k + n] for k in range(0, len(texts), n)]

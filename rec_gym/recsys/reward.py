@@ -139,11 +139,12 @@ class RecsysRewardModel:
 def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "minilm", n_texts: int = 10,
                           temperature: float = 1.0, training: dict[str, Any] | None = None, use_cache: bool = True,
                           progress: bool = True, sessions: SessionDataset | None = None,
-                          item_text: bool = True) -> SASRecRecommender:
+                          item_text: bool = True, prompt: str = "titles") -> SASRecRecommender:
     """A knowledge-augmented SASRec trained on ``n_texts`` preference texts per training session.
 
     ``item_text``: items also carry their own texts, embedded by ``encoder``, and preference texts are
-    matched against them (:mod:`rec_gym.recsys.sasrec`); ``False`` keeps items ID-only.
+    matched against them (:mod:`rec_gym.recsys.sasrec`); ``False`` keeps items ID-only. ``prompt``: what the
+    writer reads of each item (:func:`~rec_gym.recsys.preferences.preference_prompt`).
 
     The texts come from ``writer`` (cached in the response cache); the trained model is cached under
     ``$REC_GYM_CACHE/recsys/`` keyed by the dataset, the writer, the encoder, the sampling and the
@@ -154,7 +155,8 @@ def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "
 
     training = dict(training or {})
     key = stable_hash("ka-sasrec-v2", item_text, dataset.name, dataset.fingerprint, getattr(writer, "name", str(writer)), encoder,
-                      n_texts, temperature, training, sessions.fingerprint if sessions is not None else None, length=20)
+                      n_texts, temperature, training, sessions.fingerprint if sessions is not None else None,
+                      *(() if prompt == "titles" else (prompt,)), length=20)
     folder = cache_dir("recsys") / f"{dataset.name}-ka-{key}"
     if use_cache and (folder / "config.json").is_file():
         try:
@@ -163,7 +165,8 @@ def knowledge_recommender(dataset: SessionDataset, writer: Any, encoder: str = "
             print(f"rec_gym: the cached recommender is refused, so it is trained again ({exc})", file=sys.stderr,
                   flush=True)
     rows = dataset.indices("train")
-    replies = generate_preferences(writer, dataset, rows, n=n_texts, temperature=temperature, progress=progress)
+    replies = generate_preferences(writer, dataset, rows, n=n_texts, temperature=temperature, progress=progress,
+                                   prompt=prompt)
     flat = embed_texts([t for texts in replies for t in texts], encoder, progress=progress)
     texts = {int(r): flat[k * n_texts:(k + 1) * n_texts] for k, r in enumerate(rows)}
     item_texts = item_embeddings(dataset.catalog, encoder, dataset=dataset.name) if item_text else None

@@ -10,17 +10,19 @@ What it is:
 - the tokenizer: byte-level BPE trained from scratch with the ``tokenizers`` library on the texts the
   writer will read and write (the preference prompts and the teacher's replies), with ``<s>``, ``</s>``
   and ``<pad>``; its chat template (:data:`CHAT_TEMPLATE`) keeps of a preference prompt the history's
-  titles only (the instructions never change), then ``Answer:``;
+  list only (the instructions never change), then ``Answer:``. The loop asks with the ``"facts"`` prompt
+  (:func:`rec_gym.recsys.preferences.preference_prompt`): each title with the item's genres, creator and
+  tier, the knowledge of the catalog that an LLM brings and a model trained from scratch lacks;
 - supervised fine-tuning (:func:`supervised_fine_tune`): next-token cross-entropy on the reply tokens of
   a teacher writer's samples (the simulated writer's, at temperature 1: every kind of text, in its
   shares), the prompt tokens masked out.
 
 The result is a folder (``config.json``, ``model.safetensors``, tokenizer files) that ``make_llm("hf:<folder>")``
-loads with ``trust_remote_code`` off, and that :func:`rec_gym.recsys.dpo.dpo_train` tunes. It reads only
-the prompt a language model would read (the titles of the history): it knows nothing of the items'
-genres or creators but what it learns from the teacher's texts, and nothing of a synthetic session's
-latent preference. It is a stand-in that makes the loop's machinery run and measurable on a CPU; what
-it learns says nothing about what a real LLM would.
+loads with ``trust_remote_code`` off, and that :func:`rec_gym.recsys.dpo.dpo_train` tunes; in an env, give
+it the prompt it was trained with (``prompt="facts"``). It reads only its prompt: it knows nothing of a
+synthetic session's latent preference, and what it makes of the listed facts (which genres are the most
+frequent, which title came last) it must learn from the teacher's texts. It is a stand-in that makes the
+loop's machinery run and measurable on a CPU; what it learns says nothing about what a real LLM would.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 WRITER_CONFIG = Path(__file__).with_name("writer_config.json")
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
 # The system turn and the instructions are the same for every preference request: the writer reads the
-# history's titles of a preference prompt (rec_gym.recsys.preferences.preference_prompt), any other user turn
+# history's list of a preference prompt (rec_gym.recsys.preferences.preference_prompt), any other user turn
 # whole, which keeps its inputs short enough to train on a CPU.
 CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}"
                  "{% set c = m['content'] %}{% if ' in order: ' in c and '. First name' in c %}"
