@@ -70,6 +70,20 @@ def test_the_facts_prompt_adds_each_items_genres_and_creator_under_its_own_templ
         preference_prompt(history, "movie", "full")
 
 
+def test_the_profile_prompt_adds_the_historys_counts_after_the_titles():
+    from rec_gym.data.types import Item
+    from rec_gym.recsys.preferences import TEMPLATE_VERSIONS
+
+    rows = [("Comedy", "Ada", 1984, "popular"), ("Comedy", "Ada", 1986, "obscure"), ("Drama", "Bo", 1991, "popular")]
+    history = [Item(str(i), f"Film {i}", {"genres": (g,), "creator": c, "year": y, "tier": t})
+               for i, (g, c, y, t) in enumerate(rows)]
+    prompt = preference_prompt(history, "movie", "profile")
+    assert ("in order: Film 0; Film 1; Film 2. Most frequent among them: genres Comedy (2), Drama (1); "
+            "director Ada (2 of 3); the 1980s (2 of 3); 1 obscure, 2 popular. First name") in prompt
+    assert preference_request(history, "movie", prompt="profile").template_version == TEMPLATE_VERSIONS["profile"]
+    assert len(set(TEMPLATE_VERSIONS.values())) == 3
+
+
 def test_parse_preference_accepts_the_structure_and_rejects_anything_else():
     assert parse_preference("Factors: genres, era\nPreference: Likes 1990s comedies.").factors == ("genres", "era")
     assert parse_preference("<think>hmm</think>Factors: genres\n\nPreference: Comedies.").preference == "Comedies."

@@ -1,4 +1,9 @@
-"""SB3 policies whose first layer also sees the squared observation.
+"""SB3 policies shaped for rec_gym's observations.
+
+- :class:`TextChoicePolicy` (PPO, A2C on the ``RLRF4Rec-*`` ids): one network scores every preference text
+  of the observation against the session, so what it learns of a text at one position holds at all of them.
+- :class:`SquaredFeaturesPolicy` and :class:`SquaredFeaturesDQNPolicy`: the first layer also sees the
+  squared observation.
 
 With the embedding observation (a mean of item embeddings), what tells a session's taste apart (all
 items by one creator, of one era, of one franchise) is how *concentrated* that mean is along some

@@ -40,9 +40,10 @@ def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--writer", default="simulated", help="backend writing the preference texts (default: %(default)s)")
     parser.add_argument("--n-texts", type=int, default=10, help="preference texts per training session (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the texts (default: %(default)s)")
-    parser.add_argument("--prompt", choices=("titles", "facts"), default="titles",
-                        help="what the writer reads of each history item: its title, or also its genres, creator and "
-                             "tier (default: %(default)s)")
+    parser.add_argument("--prompt", choices=("titles", "facts", "profile"), default="titles",
+                        help="what the writer reads of the history: its titles; each title with its genres, creator "
+                             "and tier (facts); or the titles and the most frequent facts with counts (profile) "
+                             "(default: %(default)s)")
     parser.add_argument("--encoder", default="minilm", help="frozen text encoder: minilm, hashing or st:<model> (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -175,8 +176,8 @@ def configure_rlrf4rec_loop(parser: argparse.ArgumentParser) -> None:
                         "holding an unfinished run with the same settings is resumed")
     helps = {"dataset": "the world the loop runs in (only synthetic)", "rounds": "DPO rounds after fine-tuning",
              "n": "texts sampled per session and round", "temperature": "sampling temperature",
-             "prompt": "what the writer reads of each history item: its title (titles) or also its genres, creator "
-                       "and tier (facts)",
+             "prompt": "what the writer reads of the history: titles, facts (each title with its genres, creator "
+                       "and tier) or profile (the titles and the most frequent facts with counts)",
              "sft_sessions": "training sessions whose teacher texts fine-tune the writer",
              "sft_samples": "teacher texts per fine-tuning session", "sft_epochs": "fine-tuning epochs",
              "sft_temperature": "the teacher's sampling temperature for the fine-tuning texts (lower: more of them "

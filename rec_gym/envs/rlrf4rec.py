@@ -234,7 +234,7 @@ class RLRF4RecEnv(gym.Env):
     | ``recsys_training`` | dict | ``{"epochs": 40, "seed": 0}`` | arguments of :func:`~rec_gym.recsys.training.train_sasrec` when the env trains the recommender, and ``"train_history"`` (default 1000): history items per session it learns from where the env's 20 were cut (MovieLens day-sessions) |
     | ``n_texts`` | int | 10 | texts per session (N) |
     | ``temperature`` | float | 1.0 | sampling temperature of the texts |
-    | ``prompt`` | str | ``"titles"`` | what the writer reads of each history item: ``"titles"``, or ``"facts"`` (also its genres, creator and tier, for a writer without world knowledge such as the tiny one ``rec-gym rlrf4rec-loop`` trains) |
+    | ``prompt`` | str | ``"titles"`` | what the writer reads of the history: ``"titles"``; ``"facts"``, each title with its genres, creator and tier; or ``"profile"``, the titles and the history's most frequent genres, creator and decade with their counts. The last two are for a writer without world knowledge, such as the tiny one ``rec-gym rlrf4rec-loop`` trains |
     | ``reward`` | str | ``"score_gain"`` | ``"score_gain"`` or ``"score"`` |
     | ``split`` | str | ``"train"`` | ``"train"``, ``"val"`` or ``"test"`` |
     | ``n_candidates`` | int | 50 | candidate-set size |
@@ -253,7 +253,7 @@ class RLRF4RecEnv(gym.Env):
     ## Version History
 
     - v0: initial release (preference template ``rlrf4rec-preference-v1``); the ``prompt`` argument was added
-      later, its default unchanged (``"facts"`` uses ``rlrf4rec-preference-facts-v1``).
+      later, its default unchanged (``"facts"`` and ``"profile"`` have templates of their own).
 
     ## Example
 

@@ -30,6 +30,7 @@ from rec_gym.llm.protocol import GenerateRequest, can_write
 
 TEMPLATE_VERSION = "rlrf4rec-preference-v1"
 FACTS_TEMPLATE_VERSION = "rlrf4rec-preference-facts-v1"
+TEMPLATE_VERSIONS = {"titles": TEMPLATE_VERSION, "facts": FACTS_TEMPLATE_VERSION, "profile": "rlrf4rec-preference-profile-v1"}
 DEFAULT_N = 10
 DEFAULT_TEMPERATURE = 1.0
 MAX_NEW_TOKENS = 160
@@ -37,7 +38,7 @@ _SYSTEM = "You are an expert analyst of what people enjoy. Answer in exactly the
 _FACTORS = {"movie": "genres, directors, era, themes, popularity", "game": "genres, developers, era, themes, popularity"}
 
 
-PROMPTS = ("titles", "facts")
+PROMPTS = ("titles", "facts", "profile")
 
 
 def item_facts(item: Item) -> str:
@@ -51,17 +52,44 @@ def item_facts(item: Item) -> str:
     return f"{item.title} [{'; '.join(facts)}]" if facts else item.title
 
 
+def history_profile(history: Sequence[Item], domain: str) -> str:
+    """What the ``"profile"`` prompt adds after the titles: the history's most frequent genres, creator and
+    decade with their counts, and how many of its items are popular and how many obscure (where known)."""
+    from collections import Counter
+
+    n = len(history)
+    parts = []
+    genres = Counter(g for item in history for g in item.genres).most_common(3)
+    if genres:
+        parts.append("genres " + ", ".join(f"{g} ({c})" for g, c in genres))
+    creators = Counter(item.creator for item in history if item.creator).most_common(1)
+    if creators:
+        maker = "developer" if domain == "game" else "director"
+        parts.append(f"{maker} {creators[0][0]} ({creators[0][1]} of {n})")
+    decades = Counter(item.year // 10 * 10 for item in history if item.year is not None).most_common(1)
+    if decades:
+        parts.append(f"the {decades[0][0]}s ({decades[0][1]} of {n})")
+    tiers = Counter(item.attributes.get("tier") for item in history if isinstance(item.attributes.get("tier"), str))
+    if tiers:
+        parts.append(", ".join(f"{c} {t}" for t, c in sorted(tiers.items())))
+    return "; ".join(parts)
+
+
 def preference_prompt(history: Sequence[Item], domain: str, prompt: str = "titles") -> str:
     """The user message asking for one session's preference text.
 
     ``prompt="titles"`` lists the history's titles, as an LLM that knows the catalog reads them;
-    ``"facts"`` adds what the dataset knows of each item (:func:`item_facts`), the knowledge a model
-    without world knowledge (the tiny writer of :mod:`rec_gym.recsys.writer`) needs in its input.
+    ``"facts"`` adds what the dataset knows of each item (:func:`item_facts`); ``"profile"`` adds after the
+    titles the history's most frequent facts with their counts (:func:`history_profile`). The last two give
+    a model without world knowledge (the tiny writer of :mod:`rec_gym.recsys.writer`) the knowledge of the
+    catalog an LLM brings.
     """
     if prompt not in PROMPTS:
         raise ValueError(f"prompt={prompt!r}: use one of {list(PROMPTS)}")
     verb, noun = ("purchased", "video games") if domain == "game" else ("watched", "movies")
     titles = "; ".join(item_facts(item) if prompt == "facts" else item.title for item in history)
+    if prompt == "profile" and history_profile(history, domain):
+        titles += f". Most frequent among them: {history_profile(history, domain)}"
     return (f"A user {verb} the following {noun} in order: {titles}. First name the factors that matter most for "
             f"choosing {noun} for this user (for example {_FACTORS.get(domain, _FACTORS['movie'])}). Then describe "
             f"the user's preferences in one to three sentences. Answer in exactly this format:\n"
@@ -78,7 +106,7 @@ def preference_request(history: Sequence[Item], domain: str, sample: int = 0, te
     :func:`preference_prompt`.
     """
     return GenerateRequest((("system", _SYSTEM), ("user", preference_prompt(history, domain, prompt))),
-                           purpose="preference", template_version=TEMPLATE_VERSION if prompt == "titles" else FACTS_TEMPLATE_VERSION, max_new_tokens=max_new_tokens, temperature=temperature,
+                           purpose="preference", template_version=TEMPLATE_VERSIONS[prompt], max_new_tokens=max_new_tokens, temperature=temperature,
                            sample=sample, context={"history": tuple(history), "domain": domain,
                                                    **({"latent": latent} if latent else {})})
 
