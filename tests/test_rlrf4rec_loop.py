@@ -12,7 +12,7 @@ from rec_gym.data import load_dataset
 from rec_gym.data.embeddings import item_embeddings
 from rec_gym.llm import make_llm
 from rec_gym.recsys import train_sasrec
-from rec_gym.recsys.preferences import embed_texts, generate_preferences, preference_request
+from rec_gym.recsys.preferences import embed_texts, generate_preferences, preference_prompt, preference_request
 from rec_gym.recsys.writer import (CHAT_TEMPLATE, load_writer, new_writer, parameter_count, prompt_text, sample_replies,
                                    save_writer, supervised_fine_tune, train_tokenizer)
 
@@ -78,7 +78,9 @@ def test_the_loop_runs_dpo_rounds_and_resumes_without_redoing_a_finished_round(s
     recommender = train_sasrec(synthetic, texts={int(r): vectors[k:k + 1] for k, r in enumerate(rows)},
                                encoder="hashing", item_texts=item_embeddings(synthetic.catalog, "hashing"), epochs=1,
                                progress=False)
-    config = LoopConfig(rounds=1, n=4, train_sessions=12, eval_sessions=6, dpo_epochs=1, dpo_batch_size=4)
+    # The fixture's writer learned the titles prompt; the loop asks every writer with its configured prompt.
+    config = LoopConfig(rounds=1, n=4, train_sessions=12, eval_sessions=6, dpo_epochs=1, dpo_batch_size=4,
+                        prompt="titles", pair_margin=0.0)
     out = tmp_path / "loop"
     # A finished round 0 is resumed, not redone: the fine-tuned writer of the fixture stands in for it.
     shutil.copytree(writer[0], out / "round-0")
@@ -87,8 +89,11 @@ def test_the_loop_runs_dpo_rounds_and_resumes_without_redoing_a_finished_round(s
     pairs = [json.loads(line) for line in (out / "round-1" / "pairs.jsonl").read_text().splitlines()]
     assert pairs and all(p["chosen_score"] >= p["rejected_score"] for p in pairs)
     assert summary["rounds"][1]["writer"]["pairs"]["pairs"] == len(pairs)
-    # The writer is asked with the facts prompt, and DPO keeps the chosen texts likely (RPO).
-    assert all(" [" in p["prompt"][-1]["content"] for p in pairs)
+    # The writer is asked with the configured prompt, and DPO keeps the chosen texts likely (RPO).
+    row = {str(synthetic.session_ids[r]): int(r) for r in synthetic.indices("train")}[pairs[0]["session_id"]]
+    assert pairs[0]["prompt"][-1]["content"] == preference_prompt(synthetic.session_items(row)[0], synthetic.domain,
+                                                                  "titles")
+    assert summary["rounds"][1]["writer"]["pairs"]["margin"] == 0.0
     assert json.loads((out / "round-1" / "dpo.json").read_text())["sft_weight"] == config.dpo_sft_weight == 1.0
     diff = summary["rounds"][1]["sampled_reward minus round 0"]
     assert diff["low"] <= diff["mean"] <= diff["high"]
