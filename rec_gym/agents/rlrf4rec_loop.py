@@ -7,7 +7,7 @@ Rounds (each a folder under ``out``; a finished round is never redone, so a kill
 - ``round-0``: the tokenizer is trained and the writer fine-tuned on ``sft_samples`` teacher texts
   (the simulated writer at ``sft_temperature``) for each of ``sft_sessions`` training sessions;
 - ``round-r`` (``r >= 1``): round ``r - 1``'s writer samples ``n`` texts at ``temperature`` for each of
-  ``train_sessions`` training sessions (seed ``seed + r``); the reward model (the knowledge-augmented
+  ``train_sessions`` training sessions, drawn afresh each round (seed ``seed + r``); the reward model (the knowledge-augmented
   SASRec of ``RLRF4Rec-<dataset>-v0``, the same cached model) scores each; the best and the worst form a
   pair (:func:`rec_gym.recsys.dpo.pick_pair`: a reply that breaks the structure is never chosen and
   always rejected; two well-formed texts must differ by more than ``pair_margin``);
@@ -136,8 +136,13 @@ class LoopWorld:
         rng = np.random.default_rng(config.seed)
         train = rng.permutation(self.dataset.indices("train"))
         self.sft_rows = np.sort(train[:config.sft_sessions])
-        self.train_rows = np.sort(rng.permutation(self.dataset.indices("train"))[:config.train_sessions])
         self.eval_rows = np.sort(self.dataset.indices("test")[:config.eval_sessions])
+
+    def round_rows(self, r: int) -> np.ndarray:
+        """The ``train_sessions`` training sessions round ``r`` samples, drawn afresh each round (seed ``seed + r``),
+        so that no round's pairs teach the writer the lucky texts of the sessions an earlier round saw."""
+        rng = np.random.default_rng(self.config.seed + r)
+        return np.sort(rng.permutation(self.dataset.indices("train"))[:self.config.train_sessions])
 
     def messages(self, row: int) -> list[dict[str, str]]:
         """The chat messages of session ``row``'s preference request: what any writer model reads."""
@@ -247,11 +252,12 @@ def _dpo_round(world: LoopWorld, previous: Path, folder: Path, r: int, progress:
     config = world.config
     started = time.time()
     model, tokenizer = load_writer(previous)
-    messages = [world.messages(int(row)) for row in world.train_rows]
+    rows = world.round_rows(r)
+    messages = [world.messages(int(row)) for row in rows]
     replies = sample_replies(model, tokenizer, [prompt_text(tokenizer, m) for m in messages], config.n,
                              config.temperature, seed=config.seed + r, progress=progress,
                              desc=f"round {r}: sampling training texts")
-    rewards = world.rewards(world.train_rows, replies)
+    rewards = world.rewards(rows, replies)
     counts = PairCounts(margin=config.pair_margin)
     pairs = []
     for k, texts in enumerate(replies):
@@ -262,7 +268,7 @@ def _dpo_round(world: LoopWorld, previous: Path, folder: Path, r: int, progress:
             pairs.append({"prompt": messages[k], "chosen": [{"role": "assistant", "content": texts[chosen]}],
                           "rejected": [{"role": "assistant", "content": texts[rejected]}],
                           "chosen_score": float(rewards[k, chosen]), "rejected_score": float(rewards[k, rejected]),
-                          "kind": kind, "session_id": str(world.dataset.session_ids[int(world.train_rows[k])])})
+                          "kind": kind, "session_id": str(world.dataset.session_ids[int(rows[k])])})
     if not pairs:
         raise RuntimeError(f"round {r}: no session gave a pair ({counts.as_dict()}); sample more texts (n) or sessions")
     folder.mkdir(parents=True, exist_ok=True)
