@@ -415,7 +415,9 @@ def train(algo: str, env_id: str, env_kwargs: dict[str, Any] | None = None, seed
     raw = dict(hyperparams) if hyperparams is not None else load_hyperparams(algo, env_id, hyperparams_file)
     hp = Hyperparams.parse(raw)
     env_kwargs = {**hp.env_kwargs, **(env_kwargs or {})}
-    n_timesteps = int(timesteps) if timesteps else hp.n_timesteps
+    if timesteps is not None and int(timesteps) < 1:
+        raise ValueError(f"timesteps={timesteps} must be >= 1 (leave it out to train the hyperparameters' n_timesteps)")
+    n_timesteps = int(timesteps) if timesteps is not None else hp.n_timesteps
     if n_timesteps <= 0:
         raise ValueError(f"no timesteps: pass timesteps or set n_timesteps for {env_id!r} in the {algo} hyperparameters")
     if hp.normalize is not None and is_hint_set_env(env_id):

@@ -38,7 +38,7 @@ import importlib
 import os
 import re
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 # The command groups, in the order `rec-gym --help` lists their commands.
 COMMAND_MODULES = ("envs", "precompute", "knowledge", "agents", "recsys")
@@ -57,10 +57,18 @@ def commands() -> dict[str, Command]:
     return table
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors follow the error policy: one line on stderr, status 2
+    (``--help`` still prints the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rec_gym import __version__
 
-    parser = argparse.ArgumentParser(prog="rec-gym", description="Gymnasium environments where a frozen LLM recommending "
+    parser = OneLineParser(prog="rec-gym", description="Gymnasium environments where a frozen LLM recommending "
                                      "from session data is the environment and choosing a hint is the action.")
     parser.add_argument("--version", action="version", version=f"rec-gym {__version__}", help="print the version and exit")
     parser.add_argument("--debug", action="store_true",
