@@ -179,3 +179,30 @@ def test_a_missing_extra_is_one_line_with_the_install_command_of_this_clone(tmp_
     assert done.stderr.startswith("rec-gym dpo-train: error: rec-gym dpo-train needs the [dpo] extra")
     assert done.stderr.rstrip().endswith(f"pip install -e '{PROJECT_ROOT}[dpo]'")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_loop_without_the_dpo_extra_stops_before_any_work(tmp_path):
+    done = _command("rlrf4rec-loop", "--out", str(tmp_path / "loop"), prelude="import sys; sys.modules['trl'] = None")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("rec-gym rlrf4rec-loop: error: rec-gym rlrf4rec-loop needs the [dpo] extra")
+    assert not (tmp_path / "loop").exists()  # refused before the folder, the recommender or the fine-tuning
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["train", "--algo", "foo"], "argument --algo: invalid choice: 'foo'"),
+    (["train-recsys", "--dataset", "synthetic", "--out", "x", "--prompt", "nope"], "invalid choice: 'nope'"),
+    (["rlrf4rec-loop"], "the following arguments are required: --out"),
+])
+def test_a_usage_error_is_one_line_and_status_2(capsys, argv, said):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1 and said in err, err
+    assert err.startswith(f"rec-gym {argv[0]}: error: ") and err.rstrip().endswith(f"see rec-gym {argv[0]} --help")
+
+
+@pytest.mark.parametrize("timesteps", ["0", "-5"])
+def test_zero_or_negative_timesteps_are_refused_naming_the_value(capsys, timesteps):
+    assert main(["train", "--algo", "ppo", "--env", "Re2LLM-Synthetic-v0", "--timesteps", timesteps]) == 2
+    err = capsys.readouterr().err
+    assert f"timesteps={timesteps} must be >= 1" in err and err.count("\n") == 1, err

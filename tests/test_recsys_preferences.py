@@ -190,6 +190,17 @@ def test_reward_model_scores_a_text_by_the_recommenders_ndcg_and_caches_it(tiny,
     assert reread.table.entries == model.table.entries
     with pytest.raises(ProvenanceMismatch, match="recommender"):
         RecsysScoreTable({**model.table.provenance, "recommender": "another"}, path)
+    # The graded score: the target's log-softmax over the session's candidates, with the text and without.
+    rows, texts = [5, 5, 6], [text, None, text]
+    vectors = np.vstack([embedding, np.full((1, 256), np.nan, dtype=np.float32), embedding])
+    all_scores = recommender.scores([tiny.history_of(r) for r in rows], vectors).astype(np.float64)
+    expected = []
+    for k, r in enumerate(rows):
+        s = all_scores[k, tiny.candidates_of(r)]
+        expected.append(s[int(tiny.target_pos[r])] - np.log(np.exp(s).sum()))
+    log_probs = model.log_probabilities(rows, texts)
+    np.testing.assert_allclose(log_probs, expected, rtol=1e-5)
+    assert (log_probs < 0).all() and log_probs[0] != log_probs[1]
     # The same training is not repeated: the cached recommender is loaded.
     again = knowledge_recommender(tiny, make_llm("simulated"), encoder="hashing", n_texts=3, training={"epochs": 2},
                                   progress=False)

@@ -12,7 +12,8 @@ from rec_gym.data import load_dataset
 from rec_gym.data.embeddings import item_embeddings
 from rec_gym.llm import make_llm
 from rec_gym.recsys import train_sasrec
-from rec_gym.recsys.preferences import embed_texts, generate_preferences, preference_prompt, preference_request
+from rec_gym.recsys.preferences import (embed_texts, generate_preferences, parse_preference, preference_prompt,
+                                        preference_request)
 from rec_gym.recsys.writer import (CHAT_TEMPLATE, load_writer, new_writer, parameter_count, prompt_text, sample_replies,
                                    save_writer, supervised_fine_tune, train_tokenizer)
 
@@ -87,7 +88,9 @@ def test_the_loop_runs_dpo_rounds_and_resumes_without_redoing_a_finished_round(s
     summary = run_loop(out, config, progress=False, recommender=recommender)
     assert [r["round"] for r in summary["rounds"]] == [0, 1]
     pairs = [json.loads(line) for line in (out / "round-1" / "pairs.jsonl").read_text().splitlines()]
-    assert pairs and all(p["chosen_score"] >= p["rejected_score"] for p in pairs)
+    # A score pair's chosen text scores higher; a structure pair rejects a malformed reply whatever its score.
+    assert pairs and all(p["chosen_score"] > p["rejected_score"] + config.pair_margin if p["kind"] == "score" else
+                         parse_preference(p["rejected"][0]["content"]) is None for p in pairs)
     assert summary["rounds"][1]["writer"]["pairs"]["pairs"] == len(pairs)
     # The writer is asked with the configured prompt, and DPO keeps the chosen texts likely (RPO).
     row = {str(synthetic.session_ids[r]): int(r) for r in synthetic.indices("train")}[pairs[0]["session_id"]]

@@ -8,9 +8,11 @@ Rounds (each a folder under ``out``; a finished round is never redone, so a kill
   (the simulated writer at ``sft_temperature``) for each of ``sft_sessions`` training sessions;
 - ``round-r`` (``r >= 1``): round ``r - 1``'s writer samples ``n`` texts at ``temperature`` for each of
   ``train_sessions`` training sessions, drawn afresh each round (seed ``seed + r``); the reward model (the knowledge-augmented
-  SASRec of ``RLRF4Rec-<dataset>-v0``, the same cached model) scores each; the best and the worst form a
-  pair (:func:`rec_gym.recsys.dpo.pick_pair`: a reply that breaks the structure is never chosen and
-  always rejected; two well-formed texts must differ by more than ``pair_margin``);
+  SASRec of ``RLRF4Rec-<dataset>-v0``, the same cached model) scores each; the best and the worst by
+  ``pair_score`` form a pair: by default the target's log-probability among the candidates, a graded score
+  where the reward (NDCG@10) is 0 for every rank past 10, so fewer pairs are decided by a lucky rank
+  (:func:`rec_gym.recsys.dpo.pick_pair`: a reply that breaks the structure is never chosen and always
+  rejected; two well-formed texts must differ by more than ``pair_margin``);
   :func:`rec_gym.recsys.dpo.dpo_train` tunes round ``r - 1``'s writer on the pairs, with the chosen texts'
   likelihood added to the loss at ``dpo_sft_weight`` (RPO), which keeps a writer this small from
   degenerating into repeated phrases.
@@ -87,6 +89,7 @@ class LoopConfig:
     dpo_beta: float = 0.1
     dpo_sft_weight: float = 1.0
     pair_margin: float = 0.05
+    pair_score: str = "log_prob"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -109,6 +112,8 @@ class LoopConfig:
         if not (self.dpo_sft_weight >= 0 and self.pair_margin >= 0):
             raise ValueError(f"dpo_sft_weight and pair_margin must be >= 0, got {self.dpo_sft_weight} and "
                              f"{self.pair_margin}")
+        if self.pair_score not in ("ndcg", "log_prob"):
+            raise ValueError(f"pair_score={self.pair_score!r}: use 'ndcg' or 'log_prob'")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0 (DPO reshapes sampled texts), got {self.temperature}")
 
@@ -182,6 +187,14 @@ def run_loop(out: str | os.PathLike, config: LoopConfig = LoopConfig(), progress
     """
     import torch
 
+    if config.rounds:
+        try:  # before the minutes of fine-tuning, not after them
+            import datasets  # noqa: F401
+            import trl  # noqa: F401
+        except ImportError as exc:
+            from rec_gym.extras import MissingExtra
+
+            raise MissingExtra("rec-gym rlrf4rec-loop", "dpo", exc) from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "config.json"
@@ -258,19 +271,27 @@ def _dpo_round(world: LoopWorld, previous: Path, folder: Path, r: int, progress:
                              config.temperature, seed=config.seed + r, progress=progress,
                              desc=f"round {r}: sampling training texts")
     rewards = world.rewards(rows, replies)
+    # Pairs are chosen by the target's log-probability (graded) or by the reward itself (NDCG@10, 0 past rank 10).
+    pair_scores = rewards if config.pair_score == "ndcg" else world.reward_model.log_probabilities(
+        np.repeat(rows, config.n), [t for texts in replies for t in texts]).reshape(len(rows), config.n)
     counts = PairCounts(margin=config.pair_margin)
     pairs = []
     for k, texts in enumerate(replies):
-        picked = pick_pair(rewards[k], np.array([parse_preference(t) is not None for t in texts]), config.pair_margin,
-                           counts)
+        picked = pick_pair(pair_scores[k], np.array([parse_preference(t) is not None for t in texts]),
+                           config.pair_margin, counts)
         if picked is not None:
             chosen, rejected, kind = picked
             pairs.append({"prompt": messages[k], "chosen": [{"role": "assistant", "content": texts[chosen]}],
                           "rejected": [{"role": "assistant", "content": texts[rejected]}],
-                          "chosen_score": float(rewards[k, chosen]), "rejected_score": float(rewards[k, rejected]),
+                          "chosen_score": float(pair_scores[k, chosen]),
+                          "rejected_score": float(pair_scores[k, rejected]),
+                          "chosen_reward": float(rewards[k, chosen]), "rejected_reward": float(rewards[k, rejected]),
                           "kind": kind, "session_id": str(world.dataset.session_ids[int(rows[k])])})
     if not pairs:
-        raise RuntimeError(f"round {r}: no session gave a pair ({counts.as_dict()}); sample more texts (n) or sessions")
+        fix = ("every session's texts broke the Factors:/Preference: structure, so the writer needs more "
+               "fine-tuning (sft_epochs, sft_sessions)" if counts.dropped_malformed == counts.sessions else
+               "sample more texts (n) or sessions (train_sessions), or lower pair_margin")
+        raise ValueError(f"round {r}: no session gave a pair ({counts.as_dict()}): {fix}")
     folder.mkdir(parents=True, exist_ok=True)
     pairs_path = write_pairs(pairs, folder / "pairs.jsonl")
     steps = config.dpo_epochs * math.ceil(len(pairs) / config.dpo_batch_size)

@@ -187,7 +187,9 @@ def configure_rlrf4rec_loop(parser: argparse.ArgumentParser) -> None:
              "dpo_epochs": "passes over each round's pairs", "dpo_batch_size": "pairs per DPO step",
              "dpo_lr": "DPO learning rate", "dpo_beta": "DPO's beta",
              "dpo_sft_weight": "weight of the chosen texts' negative log-likelihood added to the DPO loss (RPO)",
-             "pair_margin": "the least reward difference between two well-formed texts that makes a pair", "seed": "seed of every draw and of training"}
+             "pair_margin": "the least difference in pair_score between two well-formed texts that makes a pair",
+             "pair_score": "what picks each pair's best and worst text: the target's log-probability among the "
+                           "candidates (log_prob) or the reward, NDCG@10 (ndcg)", "seed": "seed of every draw and of training"}
     for field in fields(LoopConfig):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
                             help=f"{helps[field.name]} (default: %(default)s)")

@@ -127,6 +127,23 @@ class RecsysRewardModel:
                 self.table.entries[keys[k]] = int(rank)
         return np.array([self.table.entries[key] for key in keys], dtype=np.int64)
 
+    def log_probabilities(self, rows: Sequence[int], texts: Sequence[str | None]) -> np.ndarray:
+        """float64 ``(len(rows),)``: log-probability of each session's target under the recommender's softmax
+        over the session's candidates, reading its text: a graded score where NDCG@10 is 0 for every rank
+        past 10 (not cached; computed on each call)."""
+        if len(rows) != len(texts):
+            raise ValueError(f"{len(rows)} rows but {len(texts)} texts")
+        embeddings = np.full((len(rows), self.recommender.config.text_dim), np.nan, dtype=np.float32)
+        written = [k for k, t in enumerate(texts) if t is not None]
+        if written:
+            embeddings[written] = embed_texts([texts[k] for k in written], self.encoder)
+        scores = self.recommender.scores([self.dataset.history_of(int(r)) for r in rows], embeddings)
+        out = np.empty(len(rows), dtype=np.float64)
+        for k, row in enumerate(rows):
+            s = scores[k, self.dataset.candidates_of(int(row))].astype(np.float64)
+            out[k] = s[int(self.dataset.target_pos[int(row)])] - s.max() - np.log(np.exp(s - s.max()).sum())
+        return out
+
     def scores(self, rows: Sequence[int], texts: Sequence[str | None]) -> np.ndarray:
         """float64 ``(len(rows),)``: NDCG@10 of each session's target reading its text."""
         return np.asarray(ndcg_at_k(self.ranks(rows, texts), TOP_K), dtype=np.float64).reshape(-1)
