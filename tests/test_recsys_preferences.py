@@ -201,6 +201,9 @@ def test_reward_model_scores_a_text_by_the_recommenders_ndcg_and_caches_it(tiny,
     log_probs = model.log_probabilities(rows, texts)
     np.testing.assert_allclose(log_probs, expected, rtol=1e-5)
     assert (log_probs < 0).all() and log_probs[0] != log_probs[1]
+    # The ranks those scores imply are kept: session 6's is now a lookup, equal to ranking afresh.
+    assert len(model.table.entries) == 3
+    assert model.ranks([6], [text])[0] == candidate_ranks(all_scores[2:], tiny, np.array([6]))[0]
     # The same training is not repeated: the cached recommender is loaded.
     again = knowledge_recommender(tiny, make_llm("simulated"), encoder="hashing", n_texts=3, training={"epochs": 2},
                                   progress=False)

@@ -85,18 +85,24 @@ class TextChoiceNetwork(nn.Module):
         texts = x[:, self.session_dim:].reshape(x.shape[0], self.n_texts, self.text_dim)
         return self.session(session), self.text(texts)
 
-    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        session, texts = self._codes(features)
+    def _logits(self, session: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         paired = session.unsqueeze(1).expand_as(texts)
         scores = self.score(torch.cat([paired, texts, paired * texts], dim=2)).squeeze(2)
         return torch.cat([self.no_text(session), scores], dim=1)
 
-    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
-        session, texts = self._codes(features)
+    @staticmethod
+    def _value_features(session: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         return torch.cat([session, texts.mean(dim=1), texts.max(dim=1).values], dim=1)
 
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self._logits(*self._codes(features))
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self._value_features(*self._codes(features))
+
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_actor(features), self.forward_critic(features)
+        codes = self._codes(features)  # once for both heads: a training step calls this
+        return self._logits(*codes), self._value_features(*codes)
 
 
 class TextChoicePolicy(ActorCriticPolicy):

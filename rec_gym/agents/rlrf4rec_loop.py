@@ -270,10 +270,12 @@ def _dpo_round(world: LoopWorld, previous: Path, folder: Path, r: int, progress:
     replies = sample_replies(model, tokenizer, [prompt_text(tokenizer, m) for m in messages], config.n,
                              config.temperature, seed=config.seed + r, progress=progress,
                              desc=f"round {r}: sampling training texts")
-    rewards = world.rewards(rows, replies)
     # Pairs are chosen by the target's log-probability (graded) or by the reward itself (NDCG@10, 0 past rank 10).
-    pair_scores = rewards if config.pair_score == "ndcg" else world.reward_model.log_probabilities(
+    # The log-probabilities go first: the ranks they imply are kept, so the rewards after them are lookups.
+    log_probs = None if config.pair_score == "ndcg" else world.reward_model.log_probabilities(
         np.repeat(rows, config.n), [t for texts in replies for t in texts]).reshape(len(rows), config.n)
+    rewards = world.rewards(rows, replies)
+    pair_scores = rewards if log_probs is None else log_probs
     counts = PairCounts(margin=config.pair_margin)
     pairs = []
     for k, texts in enumerate(replies):

@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from rec_gym.data.embeddings import check_encoder
+from rec_gym.recsys.preferences import PROMPTS
 from rec_gym.recsys.sequences import TRAIN_HISTORY
 
 
@@ -40,7 +41,7 @@ def configure_train_recsys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--writer", default="simulated", help="backend writing the preference texts (default: %(default)s)")
     parser.add_argument("--n-texts", type=int, default=10, help="preference texts per training session (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the texts (default: %(default)s)")
-    parser.add_argument("--prompt", choices=("titles", "facts", "profile"), default="titles",
+    parser.add_argument("--prompt", choices=PROMPTS, default="titles",
                         help="what the writer reads of the history: its titles; each title with its genres, creator "
                              "and tier (facts); or the titles and the most frequent facts with counts (profile) "
                              "(default: %(default)s)")

@@ -88,8 +88,9 @@ def preference_prompt(history: Sequence[Item], domain: str, prompt: str = "title
         raise ValueError(f"prompt={prompt!r}: use one of {list(PROMPTS)}")
     verb, noun = ("purchased", "video games") if domain == "game" else ("watched", "movies")
     titles = "; ".join(item_facts(item) if prompt == "facts" else item.title for item in history)
-    if prompt == "profile" and history_profile(history, domain):
-        titles += f". Most frequent among them: {history_profile(history, domain)}"
+    profile = history_profile(history, domain) if prompt == "profile" else ""
+    if profile:
+        titles += f". Most frequent among them: {profile}"
     return (f"A user {verb} the following {noun} in order: {titles}. First name the factors that matter most for "
             f"choosing {noun} for this user (for example {_FACTORS.get(domain, _FACTORS['movie'])}). Then describe "
             f"the user's preferences in one to three sentences. Answer in exactly this format:\n"

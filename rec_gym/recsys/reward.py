@@ -117,27 +117,28 @@ class RecsysRewardModel:
         keys = [(int(r), variant_key(text=t)) for r, t in zip(rows, texts)]
         todo = [k for k, key in enumerate(keys) if key not in self.table.entries]
         if todo:
-            todo_rows = np.array([int(rows[k]) for k in todo])
-            embeddings = np.full((len(todo), self.recommender.config.text_dim), np.nan, dtype=np.float32)
-            written = [k for k in range(len(todo)) if texts[todo[k]] is not None]
-            if written:
-                embeddings[written] = embed_texts([texts[todo[k]] for k in written], self.encoder)
-            scores = self.recommender.scores([self.dataset.history_of(int(r)) for r in todo_rows], embeddings)
-            for k, rank in zip(todo, candidate_ranks(scores, self.dataset, todo_rows)):
-                self.table.entries[keys[k]] = int(rank)
+            self._item_scores(np.array([int(rows[k]) for k in todo]), [texts[k] for k in todo])
         return np.array([self.table.entries[key] for key in keys], dtype=np.int64)
 
-    def log_probabilities(self, rows: Sequence[int], texts: Sequence[str | None]) -> np.ndarray:
-        """float64 ``(len(rows),)``: log-probability of each session's target under the recommender's softmax
-        over the session's candidates, reading its text: a graded score where NDCG@10 is 0 for every rank
-        past 10 (not cached; computed on each call)."""
-        if len(rows) != len(texts):
-            raise ValueError(f"{len(rows)} rows but {len(texts)} texts")
+    def _item_scores(self, rows: np.ndarray, texts: Sequence[str | None]) -> np.ndarray:
+        """float ``(len(rows), n_items)``: the recommender's item scores for each session reading its text; the
+        target ranks they give are stored in the table on the way."""
         embeddings = np.full((len(rows), self.recommender.config.text_dim), np.nan, dtype=np.float32)
         written = [k for k, t in enumerate(texts) if t is not None]
         if written:
             embeddings[written] = embed_texts([texts[k] for k in written], self.encoder)
         scores = self.recommender.scores([self.dataset.history_of(int(r)) for r in rows], embeddings)
+        for row, text, rank in zip(rows, texts, candidate_ranks(scores, self.dataset, rows)):
+            self.table.entries[(int(row), variant_key(text=text))] = int(rank)
+        return scores
+
+    def log_probabilities(self, rows: Sequence[int], texts: Sequence[str | None]) -> np.ndarray:
+        """float64 ``(len(rows),)``: log-probability of each session's target under the recommender's softmax
+        over the session's candidates, reading its text: a graded score where NDCG@10 is 0 for every rank
+        past 10. Not cached itself, but the ranks it implies are, so :meth:`scores` of the same pairs is a lookup."""
+        if len(rows) != len(texts):
+            raise ValueError(f"{len(rows)} rows but {len(texts)} texts")
+        scores = self._item_scores(np.asarray(rows), texts)
         out = np.empty(len(rows), dtype=np.float64)
         for k, row in enumerate(rows):
             s = scores[k, self.dataset.candidates_of(int(row))].astype(np.float64)
